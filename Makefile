@@ -1,0 +1,42 @@
+# camexp entry points. Every target sets up .venv by itself (see `install`).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CAMEXP := $(PY) -m camexp
+ARGS ?=
+export WANDB_MODE ?= offline
+
+.PHONY: install train test lint bench clean help
+
+# Per-topic targets (networks, ablations, benchmarks) live in mk/*.mk.
+-include mk/*.mk
+
+help:
+	@echo "make train   # embedded default experiment (SynthLoc, CPU, minutes)"
+	@echo "make test    # whole test suite (CPU, offline)"
+	@echo "make bench   # speed benchmarks"
+	@echo "make lint | make clean"
+
+install: $(STAMP)
+
+# Idempotent: rebuilt only when the requirements change. constraints.txt pins the known-good set.
+$(STAMP): setup.cfg constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch torchvision
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $@
+
+train: $(STAMP)
+	$(CAMEXP) train experiments/synthloc_gap.yaml $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check camexp tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

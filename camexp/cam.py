@@ -1,0 +1,46 @@
+"""Class Activation Mapping math (Zhou et al., CVPR 2016, eq. 2): pure tensor functions.
+
+    M_c(x, y) = sum_k w_k^c f_k(x, y)
+
+No Lightning, no I/O: these run on whatever device the features live on.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def class_activation_maps(features: Tensor, class_weights: Tensor, class_ids: Tensor | None = None) -> Tensor:
+    """CAMs of the chosen classes, batched.
+
+    features: N x K x h x w (last conv maps); class_weights: C x K (the linear layer's weight).
+    class_ids: None -> every class (N x C x h x w); shape N -> one class per image (N x h x w);
+    shape N x M -> M classes per image (N x M x h x w).
+    """
+    if class_ids is None:
+        return torch.einsum("nkhw,ck->nchw", features, class_weights)
+    selected = class_weights[class_ids]  # N x K or N x M x K
+    if class_ids.dim() == 1:
+        return torch.einsum("nkhw,nk->nhw", features, selected)
+    return torch.einsum("nkhw,nmk->nmhw", features, selected)
+
+
+def normalize_cams(cams: Tensor) -> Tensor:
+    """Min-max normalize each map to [0, 1] over its last two dims; constant or non-finite maps become zeros."""
+    flat = cams.flatten(-2)
+    low = flat.amin(-1, keepdim=True)
+    high = flat.amax(-1, keepdim=True)
+    span = high - low
+    normalized = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(cams.dtype).tiny), 0.0)
+    normalized = torch.nan_to_num(normalized, nan=0.0, posinf=0.0, neginf=0.0)
+    return normalized.view_as(cams)
+
+
+def upsample_cams(cams: Tensor, size: tuple[int, int] | int) -> Tensor:
+    """Bilinearly resize maps (... x h x w) to the network input size (... x H x W)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    lead = cams.shape[:-2]
+    resized = F.interpolate(cams.reshape(-1, 1, *cams.shape[-2:]), size=size, mode="bilinear", align_corners=False)
+    return resized.reshape(*lead, *size)

@@ -1,0 +1,100 @@
+"""`camexp train | synth | compare | report ...` (also `python -m camexp`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from camexp.errors import CamexpError, user_message
+
+
+def _split_configs(items: list[str]) -> tuple[list[str], list[str]]:
+    """Positional words: YAML files (merged in order) and key=value overrides."""
+    files = [i for i in items if i.endswith((".yaml", ".yml")) and "=" not in i]
+    overrides = [i for i in items if i not in files]
+    return files, overrides
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from camexp import config
+    from camexp.train import train
+
+    files, overrides = _split_configs(args.config)
+    cfg = config.load(files, overrides)
+    train(cfg, run_dir_file=args.run_dir_file)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from camexp.synth import generate_synthloc
+
+    out = generate_synthloc(
+        args.out, seed=args.seed, n_train=args.n_train, n_val=args.n_val, size=args.size, num_classes=args.num_classes
+    )
+    print(f"SynthLoc written to {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from camexp.compare import compare_runs
+
+    labels = args.labels or [Path(d).parent.name for d in args.run_dirs]
+    print(compare_runs([Path(d) for d in args.run_dirs], labels))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from camexp.report import read_results, results_table
+
+    results = read_results(args.run_dir)
+    cfg_path = Path(args.run_dir) / "config.yaml"
+    model = OmegaConf.load(cfg_path).model if cfg_path.is_file() else {"name": "", "pool": "avg"}
+    print(results_table(results, args.split, model["name"], model["pool"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camexp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train and evaluate an experiment")
+    p.add_argument("config", nargs="+", help="experiments/NAME.yaml [MORE.yaml ...] [key=value ...]")
+    p.add_argument("--run-dir-file", help="write the run directory path into this file when done")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("synth", help="generate the SynthLoc benchmark in the CUB-200-2011 layout")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=int, default=2000)
+    p.add_argument("--n-val", type=int, default=500)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("compare", help="side-by-side table of finished runs")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--labels", nargs="+")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="print a finished run's results table")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="val")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CamexpError as err:
+        print(f"camexp: error: {user_message(err)}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if "Original Traceback" in str(err) and "camexp.errors" in str(err):
+            print(f"camexp: error: {user_message(err)}", file=sys.stderr)
+            return 2
+        raise

@@ -1,0 +1,224 @@
+"""Experiment configuration: a typed schema merged with an experiment YAML and `key=value` overrides.
+
+Only the wiring code (`cli`, `train`) reads this tree; everything else takes plain arguments.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from camexp.errors import ConfigError
+
+__all__ = ["ConfigError", "ExperimentConfig", "load", "save", "data_root"]
+
+
+@dataclass
+class SynthConfig:
+    """Parameters of the embedded SynthLoc benchmark (generated under `data.root` when absent)."""
+
+    seed: int = 0
+    n_train: int = 2000
+    n_val: int = 500
+    size: int = 128
+    num_classes: int = 10
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthloc"  # synthloc | cub | ilsvrc | wsoleval | places365 | scenes
+    root: str | None = None  # default: data/<name>
+    input_size: int = 128  # S: network input; evaluation resizes the whole image to S x S (no crop)
+    train_resize: int = 146  # training: resize the short side to this, then random S x S crop (paper: 256 -> 224)
+    hflip: bool = True
+    normalize: str = "imagenet"  # imagenet | none
+    batch_size: int = 64
+    eval_batch_size: int | None = None  # default: batch_size
+    num_workers: int = 2
+    pin_memory: bool = True
+    persistent_workers: bool = True
+    skip_corrupt: bool = False  # true: corrupt images are skipped, counted and reported instead of failing
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str | None = None
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    extra: dict[str, Any] = field(default_factory=dict)  # dataset-specific options, documented per dataset
+
+
+@dataclass
+class ModelConfig:
+    name: str = "synthnet"  # see `camexp.models.available_networks()`
+    pool: str = "avg"  # avg (GAP) | max (GMP)
+    num_classes: int | None = None  # default: the dataset's class count
+    pretrained: bool = False  # torchvision ImageNet weights for the kept layers (needs internet or a cache)
+    weights_path: str | None = None  # local state dict (offline), loaded with weights_only=True
+    width: int = 32  # channel width of the small CPU network (synthnet)
+    dropout: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adamw
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    scheduler: str = "cosine"  # cosine | step | none
+    step_size: int = 40000  # step scheduler: decay every step_size optimizer steps
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    new_layers_lr_mult: float = 1.0  # learning-rate multiplier for layers added by the surgery
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    deterministic: bool = False
+    log_every_n_steps: int = 10
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    check_val_every_n_epoch: int = 1
+    num_sanity_val_steps: int = 0
+    gradient_clip_val: float | None = None
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class EvalConfig:
+    protocol: str = "paper"  # paper | wsoleval
+    cam_threshold: float = 0.2  # paper rule: keep pixels >= this fraction of the CAM's max
+    iou_threshold: float = 0.5
+    num_overlays: int = 16  # CAM overlays logged per validation
+    box_thresholds: int = 100  # threshold grid size for MaxBoxAcc during training-time validation
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = False
+    project: str = "camexp"
+    entity: str | None = None
+    log_model: bool = False
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    save_dir: str = "lightning_logs"
+    tensorboard: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "synthloc_gap"
+    seed: int = 0
+    resume: str | None = None  # "last" or a checkpoint path
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def _full_key(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None) or getattr(err, "key", None)
+    return str(key) if key else "?"
+
+
+def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
+    key = _full_key(err)
+    if isinstance(err, ConfigKeyError):
+        parent = key.rsplit(".", 1)[0] if "." in key else None
+        schema = OmegaConf.structured(ExperimentConfig)
+        node = OmegaConf.select(schema, parent) if parent else schema
+        names = sorted(node.keys()) if isinstance(node, DictConfig) else []
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], names, n=1)
+        hint = f" Did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
+        return ConfigError(
+            f"Unknown config key '{key}' in {source}.{hint} Known keys here: {', '.join(names)}. "
+            f"Fix the spelling or remove the key (schema: camexp/config.py)."
+        )
+    if isinstance(err, ValidationError):
+        return ConfigError(
+            f"Wrong type for config key '{key}' in {source}: {str(err.msg).splitlines()[0]}. "
+            f"Give a value of the type declared in camexp/config.py."
+        )
+    return ConfigError(f"Invalid config in {source} (key '{key}'): {err}")
+
+
+def load(
+    paths: str | Path | Sequence[str | Path] | None = None, overrides: Sequence[str] = ()
+) -> DictConfig:
+    """Schema <- experiment YAML(s), merged in order <- `key=value` overrides; resolved and read-only."""
+    cfg = OmegaConf.structured(ExperimentConfig)
+    if paths is None:
+        paths = []
+    elif isinstance(paths, (str, Path)):
+        paths = [paths]
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise ConfigError(
+                f"Experiment file not found: {path}. Pass one of the YAML files in experiments/ "
+                f"(e.g. experiments/synthloc_gap.yaml)."
+            )
+        try:
+            file_cfg = OmegaConf.load(path)
+        except Exception as err:  # yaml.YAMLError and friends
+            raise ConfigError(f"Cannot parse {path}: {err}. Fix the YAML syntax.") from err
+        try:
+            cfg = OmegaConf.merge(cfg, file_cfg)
+        except OmegaConfBaseException as err:
+            raise _explain(err, str(path)) from err
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"Overrides must look like key=value (e.g. trainer.max_epochs=3); got {bad}.")
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise _explain(err, "the command-line overrides") from err
+    _check_choices(cfg, " + ".join(map(str, paths)) or "the config")
+    OmegaConf.resolve(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+_CHOICES = {
+    "model.pool": ("avg", "max"),
+    "optim.name": ("sgd", "adamw"),
+    "optim.scheduler": ("cosine", "step", "none"),
+    "eval.protocol": ("paper", "wsoleval"),
+    "data.normalize": ("imagenet", "none"),
+}
+
+
+def _check_choices(cfg: DictConfig, source: str) -> None:
+    for key, allowed in _CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"Config key '{key}' in {source} is '{value}'; allowed: {', '.join(allowed)}.")
+
+
+def save(cfg: DictConfig, path: str | Path) -> Path:
+    """Write the resolved config next to a run's logs so the run can be reproduced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return path
+
+
+def data_root(cfg: DictConfig) -> Path:
+    """`data.root`, defaulting to data/<name>."""
+    return Path(cfg.data.root) if cfg.data.root else Path("data") / cfg.data.name

@@ -1,0 +1,57 @@
+"""DataModules for CUB-200-2011 and the embedded SynthLoc benchmark (same on-disk layout)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from camexp.data.cub import CUBDataset, CUBRecords, read_cub
+from camexp.data.datamodule import CAMDataModule
+from camexp.errors import DatasetError
+
+
+class CUBDataModule(CAMDataModule):
+    def __init__(self, root: str | Path, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        self.records: CUBRecords | None = None
+
+    def load_index(self) -> None:
+        self.records = read_cub(self.root)
+        self.class_names = self.records.class_names
+
+    def build_dataset(self, split: str, transform, evaluation: bool) -> Dataset:
+        assert self.records is not None
+        return CUBDataset(self.records, split, transform, evaluation, self.input_size, self.skip_corrupt)
+
+
+class SynthLocDataModule(CUBDataModule):
+    """SynthLoc: generated under `root` on first use (deterministic from the seed), then read as CUB."""
+
+    def __init__(self, root: str | Path, synth: dict, **kwargs) -> None:
+        super().__init__(root, **kwargs)
+        self.synth = dict(synth)
+
+    def prepare_data(self) -> None:
+        from camexp.synth import generate_synthloc
+
+        marker = self.root / "synthloc.json"
+        if marker.is_file():
+            found = json.loads(marker.read_text())
+            differing = {k: (found.get(k), v) for k, v in self.synth.items() if found.get(k) != v}
+            if differing:
+                details = ", ".join(f"{k}: on disk {a}, config {b}" for k, (a, b) in differing.items())
+                raise DatasetError(
+                    f"{self.root} holds a SynthLoc set generated with other settings ({details}). "
+                    f"Delete {self.root} to regenerate it, or set data.root to another folder."
+                )
+            return
+        if self.root.exists() and any(self.root.iterdir()):
+            raise DatasetError(
+                f"{self.root} exists but is not a complete SynthLoc set (no synthloc.json). "
+                f"Delete it to regenerate, or set data.root to an empty folder."
+            )
+        print(f"Generating SynthLoc under {self.root} ({self.synth}) ...", flush=True)
+        generate_synthloc(self.root, **self.synth)

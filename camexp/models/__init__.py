@@ -1,0 +1,8 @@
+"""Networks (backbone surgery) and the CAMNet LightningModule. Never imports camexp.data."""
+
+from camexp.models import synthnet as _synthnet  # noqa: F401  (registers "synthnet")
+from camexp.models.camnet import CAMNet
+from camexp.models.heads import GlobalPoolNet, global_pool
+from camexp.models.registry import available_networks, build_network, register
+
+__all__ = ["CAMNet", "GlobalPoolNet", "available_networks", "build_network", "global_pool", "register"]

@@ -1,0 +1,126 @@
+"""CAMNet: the LightningModule that trains a GAP/GMP network from class labels alone.
+
+`validation_step` / `test_step` return the logits AND the last conv feature maps they already
+computed, so CAMCallback turns them into CAMs without a second forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from camexp.models.registry import build_network
+
+
+class CAMNet(pl.LightningModule):
+    def __init__(
+        self,
+        network: str = "synthnet",
+        num_classes: int = 10,
+        pool: str = "avg",
+        width: int = 32,
+        dropout: float = 0.0,
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        optim: dict[str, Any] | None = None,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_network(
+            network,
+            num_classes=num_classes,
+            pool=pool,
+            width=width,
+            dropout=dropout,
+            pretrained=pretrained,
+            weights_path=weights_path,
+        )
+        self.optim = dict(optim or {})
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+
+    @property
+    def cam_capable(self) -> bool:
+        return bool(getattr(self.net, "cam_capable", False))
+
+    @property
+    def class_weights(self) -> Tensor:
+        """C x K weights of the linear layer after pooling: the w_k^c of the paper."""
+        return self.net.classifier.weight
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        if "boxes" in batch or "mask" in batch:
+            raise RuntimeError("A training batch carries boxes or masks: weak supervision forbids it.")
+        logits = self.net(batch["image"])
+        loss = F.cross_entropy(logits, batch["label"])
+        acc = (logits.argmax(1) == batch["label"]).float().mean()
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
+        self.log("train/acc_top1", acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(logits))
+        return loss
+
+    def _evaluation_step(self, batch: dict[str, Tensor], split: str) -> dict[str, Tensor]:
+        features = self.net.forward_features(batch["image"])
+        logits = self.net.forward_head(features)
+        loss = F.cross_entropy(logits, batch["label"])
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(logits))
+        return {"logits": logits.detach(), "features": features.detach()}
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluation_step(batch, "test")
+
+    def configure_optimizers(self):
+        cfg = self.optim
+        lr = float(cfg.get("lr", 0.01))
+        mult = float(cfg.get("new_layers_lr_mult", 1.0))
+        new_names = tuple(getattr(self.net, "new_modules", ()))
+        new_params = [p for n, p in self.net.named_parameters() if n.split(".")[0] in new_names]
+        new_ids = {id(p) for p in new_params}
+        old_params = [p for p in self.net.parameters() if id(p) not in new_ids]
+        groups = [g for g in ({"params": old_params, "lr": lr}, {"params": new_params, "lr": lr * mult}) if g["params"]]
+        weight_decay = float(cfg.get("weight_decay", 0.0))
+        if cfg.get("name", "sgd") == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                groups,
+                lr=lr,
+                momentum=float(cfg.get("momentum", 0.9)),
+                weight_decay=weight_decay,
+                nesterov=bool(cfg.get("nesterov", False)),
+            )
+        schedule = _lr_schedule(
+            cfg.get("scheduler", "none"),
+            total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
+            warmup_steps=int(cfg.get("warmup_steps", 0)),
+            step_size=int(cfg.get("step_size", 1)),
+            gamma=float(cfg.get("gamma", 0.1)),
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _lr_schedule(kind: str, total_steps: int, warmup_steps: int, step_size: int, gamma: float):
+    """Learning-rate factor per optimizer step: linear warmup, then cosine, step (x gamma every step_size) or flat."""
+
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if kind == "cosine":
+            progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if kind == "step":
+            return gamma ** (step // max(1, step_size))
+        return 1.0
+
+    return factor
