@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 CAMEXP := $(PY) -m camexp
 ARGS ?=
 export WANDB_MODE ?= offline
+.DEFAULT_GOAL := help
 
 .PHONY: install train test lint bench clean help
 

@@ -19,8 +19,9 @@ from torchmetrics.aggregation import SumMetric
 
 from camexp import viz
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
-from camexp.localization import best_iou_per_image, boxes_from_cams
+from camexp.localization import best_iou_per_image, boxes_from_cams, heuristic_top5_hits
 from camexp.metrics import CAMLocalizationMetrics
+from camexp.saliency import gradient_saliency
 
 try:  # Lightning >= 2.1 marks hook overrides; fall back to a no-op decorator
     from typing_extensions import override
@@ -38,12 +39,21 @@ class CAMCallback(Callback):
         cam_threshold: float = 0.2,
         iou_threshold: float = 0.5,
         num_overlays: int = 16,
+        method: str = "cam",
+        heuristic_top5: bool = True,
     ) -> None:
+        """method: "cam" (CAMs from the step's features) or "backprop" (the paper's gradient-saliency
+        baseline; needs Trainer(inference_mode=False)). heuristic_top5: also score Table 3's five boxes."""
+        if method not in ("cam", "backprop"):
+            raise ValueError(f"method must be 'cam' or 'backprop', got {method!r}")
+        self.method = method
+        self.heuristic_top5 = heuristic_top5 and method == "cam"
         self.class_names = list(class_names)
         self.mean, self.std = tuple(mean), tuple(std)
         self.cam_threshold = cam_threshold
         self.num_overlays = num_overlays
-        self.metrics = {split: CAMLocalizationMetrics(iou_threshold) for split in ("val", "test")}
+        self.iou_threshold = iou_threshold
+        self.metrics = {split: CAMLocalizationMetrics(iou_threshold, self.heuristic_top5) for split in ("val", "test")}
         self.skipped = {split: SumMetric() for split in ("val", "test")}
         self._tiles: list[np.ndarray] = []
         self._overlay_stride = 1
@@ -57,15 +67,29 @@ class CAMCallback(Callback):
         if "label" not in batch:  # every sample of this batch was a skipped corrupt image
             return
         logits, features, labels = outputs["logits"], outputs["features"], batch["label"]
-        gt_class_iou = None
+        size = batch["image"].shape[-2:]
+        gt_class_iou = heuristic_hits = None
         cams = pred_boxes = None
-        if getattr(pl_module, "cam_capable", False):
-            size = batch["image"].shape[-2:]
+        if self.method == "backprop":
+            cams = normalize_cams(gradient_saliency(pl_module, batch["image"], labels))
+        elif getattr(pl_module, "cam_capable", False):
             cams = normalize_cams(upsample_cams(class_activation_maps(features, pl_module.class_weights, labels), size))
-            if "boxes" in batch:
-                pred_boxes = boxes_from_cams(cams, self.cam_threshold)
-                gt_class_iou = best_iou_per_image(pred_boxes, batch["boxes"], batch["box_count"])
-        metric.update(logits, labels, gt_class_iou)
+        if cams is not None and "boxes" in batch:
+            pred_boxes = boxes_from_cams(cams, self.cam_threshold)
+            gt_class_iou = best_iou_per_image(pred_boxes, batch["boxes"], batch["box_count"])
+            if self.heuristic_top5 and getattr(pl_module, "cam_capable", False):
+                top3 = logits.topk(min(3, logits.shape[1]), dim=1).indices
+                if top3.shape[1] == 3:
+                    maps = class_activation_maps(features, pl_module.class_weights, top3)
+                    heuristic_hits = heuristic_top5_hits(
+                        normalize_cams(upsample_cams(maps, size)),
+                        top3,
+                        labels,
+                        batch["boxes"],
+                        batch["box_count"],
+                        self.iou_threshold,
+                    )
+        metric.update(logits, labels, gt_class_iou, heuristic_hits)
         if cams is not None and len(self._tiles) < self.num_overlays and pl_module.global_rank == 0:
             self._collect_tiles(batch, logits, cams, pred_boxes)
 

@@ -87,8 +87,8 @@ class TrainerConfig:
     precision: str = "32-true"
     deterministic: bool = False
     log_every_n_steps: int = 10
-    limit_train_batches: float = 1.0
-    limit_val_batches: float = 1.0
+    limit_train_batches: Any = 1.0  # float: fraction of the epoch; int: number of batches
+    limit_val_batches: Any = 1.0
     check_val_every_n_epoch: int = 1
     num_sanity_val_steps: int = 0
     gradient_clip_val: float | None = None
@@ -98,6 +98,8 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     protocol: str = "paper"  # paper | wsoleval
+    method: str = "cam"  # cam | backprop (the paper's gradient-saliency baseline, for the FC networks)
+    heuristic_top5: bool = True  # also score Table 3's five heuristic boxes (loc_top5_heuristic)
     cam_threshold: float = 0.2  # paper rule: keep pixels >= this fraction of the CAM's max
     iou_threshold: float = 0.5
     num_overlays: int = 16  # CAM overlays logged per validation
@@ -200,6 +202,7 @@ _CHOICES = {
     "optim.name": ("sgd", "adamw"),
     "optim.scheduler": ("cosine", "step", "none"),
     "eval.protocol": ("paper", "wsoleval"),
+    "eval.method": ("cam", "backprop"),
     "data.normalize": ("imagenet", "none"),
 }
 

@@ -12,6 +12,7 @@ ROWS = (
     ("acc_top5", "classification top-5"),
     ("loc_top1", "localization top-1"),
     ("loc_top5", "localization top-5"),
+    ("loc_top5_heuristic", "localization top-5 (Table 3 heuristic)"),
     ("loc_gt_known", "localization GT-known"),
     ("maxboxacc", "MaxBoxAcc (IoU 0.5)"),
     ("maxboxacc_v2", "MaxBoxAccV2"),

@@ -88,14 +88,17 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
 
     model = build_model(cfg, num_classes, datamodule.class_names)
 
+    inherited_run_dir = bool(os.environ.get(RUN_DIR_ENV))
     run_dir, ckpt_path = resolve_run_dir(cfg)
-    os.environ[RUN_DIR_ENV] = str(run_dir)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers re-run this command and inherit it
     cam_callback = CAMCallback(
         datamodule.class_names,
         *datamodule.mean_std,
         cam_threshold=cfg.eval.cam_threshold,
         iou_threshold=cfg.eval.iou_threshold,
         num_overlays=cfg.eval.num_overlays,
+        method=cfg.eval.method,
+        heuristic_top5=cfg.eval.heuristic_top5,
     )
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -128,11 +131,16 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
         logger=loggers or False,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
-        use_distributed_sampler=False,  # the DataModule shards itself (exact evaluation, see data/samplers.py)
+        use_distributed_sampler=False,  # the DataModule shards itself (exact evaluation, data/samplers.py)
+        inference_mode=cfg.eval.method != "backprop",  # gradient saliency needs autograd in validation
     )
     if trainer.is_global_zero:
         config.save(cfg, run_dir / "config.yaml")
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        if not inherited_run_dir:  # the next train() in this process starts a new run
+            os.environ.pop(RUN_DIR_ENV, None)
 
     results = dict(cam_callback.last_results)
     if trainer.is_global_zero:

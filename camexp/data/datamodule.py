@@ -8,6 +8,7 @@ sees the same data order); evaluation loaders use ShardSampler (no padding: exac
 from __future__ import annotations
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from camexp.data.collate import collate_samples
@@ -94,7 +95,7 @@ class CAMDataModule(pl.LightningDataModule):
             batch_size=batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             collate_fn=collate_samples,
             drop_last=drop_last,

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny datasets written in the real on-disk layouts, offline loggers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_SYNTH = dict(seed=0, n_train=48, n_val=21, size=64, num_classes=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthloc(tmp_path_factory) -> Path:
+    """A 4-class, 64 px SynthLoc set (48 train / 21 val) in the CUB layout, written once per session."""
+    from camexp.synth import generate_synthloc
+
+    return generate_synthloc(tmp_path_factory.mktemp("synth") / "synthloc", progress=False, **TINY_SYNTH)
+
+
+def tiny_overrides(root: Path, save_dir: Path, **extra) -> list[str]:
+    """The default experiment shrunk for tests: the tiny set, 64 px, one short epoch, no workers."""
+    overrides = {
+        "data.root": str(root),
+        "data.input_size": 64,
+        "data.train_resize": 72,
+        "data.batch_size": 16,
+        "data.num_workers": 0,
+        "data.synth.n_train": TINY_SYNTH["n_train"],
+        "data.synth.n_val": TINY_SYNTH["n_val"],
+        "data.synth.size": TINY_SYNTH["size"],
+        "data.synth.num_classes": TINY_SYNTH["num_classes"],
+        "model.width": 8,
+        "optim.warmup_steps": 0,
+        "trainer.max_epochs": 1,
+        "trainer.enable_progress_bar": False,
+        "eval.num_overlays": 4,
+        "logger.save_dir": str(save_dir),
+    }
+    overrides.update(extra)
+    return [f"{k}={v}" for k, v in overrides.items()]

@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from camexp.localization import best_iou_per_image, boxes_from_cams, iou, largest_component_box
+
+
+def test_two_blobs_the_larger_wins():
+    cam = torch.zeros(1, 40, 50)
+    cam[0, 2:6, 3:8] = 1.0  # 4 x 5 = 20 px, brightest
+    cam[0, 20:35, 10:30] = 0.6  # 15 x 20 = 300 px
+    box = boxes_from_cams(cam, threshold=0.2)[0]
+    assert box.tolist() == [10, 20, 30, 35]
+
+
+def test_pixel_exactly_at_threshold_is_kept():
+    cam = torch.zeros(1, 10, 10)
+    cam[0, 4, 4] = 1.0
+    cam[0, 4, 5] = 0.2  # exactly 20% of the max (min is 0): kept, extends the component
+    cam[0, 4, 6] = 0.19999  # just below: dropped
+    assert boxes_from_cams(cam, 0.2)[0].tolist() == [4, 4, 6, 5]
+
+
+def test_min_max_normalization_before_threshold():
+    # a map with an offset: "20% of the max" is taken after min-max normalization (as the paper's release)
+    cam = torch.full((1, 8, 8), 10.0)
+    cam[0, 1:3, 1:3] = 20.0
+    cam[0, 5, 5] = 11.0  # 10% of the way from min to max: below threshold
+    assert boxes_from_cams(cam, 0.2)[0].tolist() == [1, 1, 3, 3]
+
+
+def test_constant_map_gives_empty_box():
+    assert boxes_from_cams(torch.ones(2, 5, 5), 0.2).tolist() == [[0, 0, 0, 0]] * 2
+
+
+def test_equal_components_tie_to_first_in_raster_order():
+    mask = np.zeros((10, 10), bool)
+    mask[6:8, 1:3] = True
+    mask[1:3, 6:8] = True  # same area, earlier in raster order
+    assert largest_component_box(mask).tolist() == [6, 1, 8, 3]
+
+
+def test_diagonal_pixels_are_connected():
+    mask = np.zeros((6, 6), bool)
+    mask[1, 1] = mask[2, 2] = mask[3, 3] = True
+    assert largest_component_box(mask).tolist() == [1, 1, 4, 4]
+
+
+def test_iou_agrees_with_torchvision():
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(30, 2, generator=gen) * 100
+    wh = torch.rand(30, 2, generator=gen) * 50 + 1
+    a = torch.cat([xy, xy + wh], 1)
+    b = a.roll(3, 0) + 5
+    torch.testing.assert_close(iou(a, b), box_iou(a, b))
+    assert iou(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[5.0, 0, 15, 10]])).item() == pytest.approx(50 / 150)
+
+
+def test_best_iou_takes_any_gt_box_and_ignores_padding():
+    pred = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10]])
+    gt = torch.tensor(
+        [
+            [[50.0, 50, 60, 60], [0, 0, 10, 20], [0, 0, 10, 10]],  # third row is padding (count 2)
+            [[0.0, 0, 10, 10], [0, 0, 0, 0], [0, 0, 0, 0]],
+        ]
+    )
+    best = best_iou_per_image(pred, gt, torch.tensor([2, 1]))
+    assert best.tolist() == pytest.approx([0.5, 1.0])
+    assert best_iou_per_image(pred, gt, torch.tensor([0, 1]))[0].item() == -1
+
+
+def test_release_boxes_sorted_by_area_and_clamped_inside_border():
+    from camexp.localization import release_boxes
+
+    heat = np.zeros((64, 64), np.uint8)
+    heat[10:40, 10:50] = 200  # big blob, above all three thresholds
+    heat[50:64, 5:15] = 60  # small blob touching the bottom border: only above threshold 20
+    boxes = release_boxes(heat)
+    assert boxes[0].tolist() == [10, 10, 50, 40]
+    # the small blob's box is clamped 5 px inside the image: y + h <= H - 5
+    assert [5, 50, 15, 59] in boxes.tolist()
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    assert (np.diff(areas) <= 0).all()
+
+
+def test_release_thinning_splits_blobs_joined_by_a_thin_bridge():
+    from camexp.localization import release_boxes
+
+    # thinning drops pixels closer to the background than 10/255 of the largest distance (here 40 px):
+    # the 1-px-from-background pixels of a 2-px bridge go, the 80 x 80 blobs stay
+    heat = np.zeros((200, 200), np.uint8)
+    heat[10:90, 5:85] = 255
+    heat[10:90, 105:185] = 255
+    heat[49:51, 85:105] = 255  # 2-px bridge: one component before thinning, two after
+    boxes = release_boxes(heat).tolist()
+    assert any(b[2] <= 85 for b in boxes) and any(b[0] >= 105 for b in boxes)  # one box per blob
+    assert all(b[2] <= 85 or b[0] >= 105 for b in boxes)  # no box spans the bridge
+
+
+def test_heuristic_top5_interleaves_loose_and_tight():
+    from camexp.localization import heuristic_top5, heuristic_top5_hits
+
+    big = np.zeros((64, 64))
+    big[8:48, 8:48] = 0.35  # 89/255: above threshold 20 only -> the loose box
+    big[20:30, 20:30] = 1.0  # above 100 and 110 -> the tight box
+    other = np.zeros((64, 64))
+    other[0:20, 40:60] = 1.0
+    guesses = heuristic_top5(np.stack([big, other, other]))
+    assert guesses.shape == (5, 4)
+    assert guesses[0].tolist() == [8, 8, 48, 48]  # c1 loose
+    assert guesses[1].tolist() == [20, 20, 30, 30]  # c1 tight
+    assert guesses[2].tolist() == guesses[4].tolist()  # c2 loose and c3 loose: same map here
+
+    cams = torch.from_numpy(np.stack([np.stack([big, other, other])] * 2)).float()
+    top3 = torch.tensor([[3, 1, 2], [1, 2, 3]])
+    labels = torch.tensor([3, 3])  # image 1: right class is only third -> its c3 box is `other`'s
+    gt = torch.tensor([[[8.0, 8, 48, 48]], [[8.0, 8, 48, 48]]])
+    hits = heuristic_top5_hits(cams, top3, labels, gt, torch.tensor([1, 1]))
+    assert hits.tolist() == [True, False]
