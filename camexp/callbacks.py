@@ -145,7 +145,8 @@ class CAMCallback(Callback):
         values = {f"{split}/{k}": v.float() for k, v in metric.compute().items()}  # synced across ranks
         skipped = self.skipped[split].compute()
         values[f"{split}/skipped_images"] = skipped.float()
-        pl_module.log_dict(values, sync_dist=False, rank_zero_only=False)
+        for key, value in values.items():  # already synced: no second reduction
+            pl_module.log(key, value, prog_bar=key.endswith(("/acc_top1", "/loc_top1")), sync_dist=False)
         self.last_results = {k: float(v) for k, v in values.items()}
         metric.reset()
         self.skipped[split].reset()

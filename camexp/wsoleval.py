@@ -1,0 +1,691 @@
+"""The "wsoleval" localization protocol (Choe et al., CVPR 2020): MaxBoxAcc, MaxBoxAccV2, PxAP.
+
+Pure numpy/OpenCV math, no torch, no I/O. Results equal the reference implementation
+(github.com/clovaai/wsolevaluation, ``evaluation.py``, ``inference.py``, ``util.py``) bit for bit;
+the ``reference_*`` functions below are a straight port of that code and serve as the oracle in
+the tests and the baseline in ``benchmarks/bench_wsoleval.py``.
+
+The protocol, per image (reference behaviour, checked line by line):
+
+1. the CAM is cast to float64, resized to 224x224 with ``cv2.INTER_CUBIC`` and min-max normalized
+   (a NaN or constant map becomes all zeros)                        -- ``normalize_scoremap``;
+2. GT boxes are scaled with ``int(x * 224 / W)``                      -- ``resize_gt_boxes``;
+3. the map is quantized ``q = (map * 255).astype(uint8)``; for each threshold ``tau`` of
+   ``np.arange(0, 1, 0.001)`` the foreground is ``q > int(tau * max(q))``; its contours
+   (``cv2.findContours``, ``RETR_TREE``, ``CHAIN_APPROX_SIMPLE``, so hole borders count too) give
+   boxes ``(x, y, min(x + w, W - 1), min(y + h, H - 1))``: all of them (V2, "multi contour") or the
+   one of largest ``cv2.contourArea``, first on ties (V1); no contour gives ``(0, 0, 0, 0)``;
+4. the image is a hit at ``tau`` when the best IoU (inclusive, ``+1`` pixel coordinates) between
+   its boxes and its GT boxes is ``>= iou / 100``                    -- ``box_hits_per_threshold``;
+5. MaxBoxAcc = max over ``tau`` of 100 * hits / images, V1 at IoU 50, V2 averaged over IoU
+   30/50/70                                                          -- ``maxboxacc_from_hits``;
+6. PxAP: histograms of the normalized map over fg / bg mask pixels with bin edges
+   ``thresholds + [1, 2, 3]``, then the reference's area under the precision-recall curve
+                                                                     -- ``pixel_histograms``,
+   ``pxap_from_histograms``.
+
+Per image the metric state is a fixed-size array of counts (hits per IoU x threshold, or two
+histograms), so a streaming metric sums them and DDP reduction is a sum.
+
+Why the fast path is exact: after quantization the mask ``q > c`` only depends on the smallest
+value of ``q`` above ``c``; so the 1000 thresholds collapse to at most 256 distinct masks, and the
+same OpenCV calls run once per distinct mask (on the identical mask, hence identical contours).
+Masks whose foreground bounding box cannot reach the smallest IoU threshold against any GT box
+are skipped (every predicted box lies inside that bounding box, and IoU(b, g) <= |b & g| / |g|).
+Box extents, contour areas (the shoelace sum over integer points is exact in float64, as in
+``cv2.contourArea``) and IoUs are then computed for all masks at once with numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+RESIZE_LENGTH = 224
+"""Side of the square frame the protocol evaluates in (reference ``_RESIZE_LENGTH``)."""
+
+CAM_CURVE_INTERVAL = 0.001
+"""Threshold step of the reference (``cam_curve_interval``)."""
+
+IOU_THRESHOLDS_V2: tuple[int, ...] = (30, 50, 70)
+"""IoU thresholds (percent) averaged by MaxBoxAccV2; MaxBoxAcc (V1) uses 50 alone."""
+
+
+def default_thresholds(interval: float = CAM_CURVE_INTERVAL) -> np.ndarray:
+    """The reference threshold grid ``np.arange(0, 1, interval)`` (1000 values for 0.001)."""
+    return np.arange(0, 1, interval)
+
+
+def _as_thresholds(thresholds: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    if thresholds is None:
+        return default_thresholds()
+    return np.asarray(thresholds, dtype=np.float64).reshape(-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing: score maps and GT boxes in the 224 x 224 frame
+# --------------------------------------------------------------------------------------------
+
+
+def normalize_scoremap(cam: np.ndarray, size: tuple[int, int] = (RESIZE_LENGTH, RESIZE_LENGTH)) -> np.ndarray:
+    """Resize a raw CAM to ``size`` (height, width) bicubically in float64 and min-max normalize it.
+
+    Same arithmetic as the reference (``inference.py``: ``t2n`` casts to float64, ``cv2.resize``
+    with ``INTER_CUBIC``, then ``normalize_scoremap``): a map with a NaN, or a constant map,
+    becomes all zeros. Upstream passes ``images.shape[2:]`` (h, w) as cv2's (w, h) ``dsize``;
+    that only matters for non-square sizes, where this function resizes to (height, width).
+    """
+    cam = np.asarray(cam, dtype=np.float64)
+    if cam.ndim != 2:
+        raise ValueError(f"normalize_scoremap expects a 2-D (H, W) map; got shape {cam.shape}.")
+    height, width = int(size[0]), int(size[1])
+    resized = cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC)
+    if np.isnan(resized).any():
+        return np.zeros_like(resized)
+    if resized.min() == resized.max():
+        return np.zeros_like(resized)
+    resized -= resized.min()
+    resized /= resized.max()
+    return resized
+
+
+def resize_gt_boxes(
+    boxes: np.ndarray | Sequence[Sequence[float]],
+    image_wh: tuple[float, float],
+    resized_wh: tuple[float, float] = (RESIZE_LENGTH, RESIZE_LENGTH),
+) -> np.ndarray:
+    """Scale xyxy GT boxes from the original image (width, height) to the resized frame.
+
+    Reference ``resize_bbox``: ``int(float(x) * new_w / w)`` per coordinate (truncation, the
+    product first), returned as an int64 (K, 4) array.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    image_w, image_h = float(image_wh[0]), float(image_wh[1])
+    new_w, new_h = float(resized_wh[0]), float(resized_wh[1])
+    scale_num = np.array([new_w, new_h, new_w, new_h])
+    scale_den = np.array([image_w, image_h, image_w, image_h])
+    return (boxes * scale_num / scale_den).astype(np.int64)
+
+
+def _check_scoremap(scoremap: np.ndarray) -> np.ndarray:
+    scoremap = np.asarray(scoremap)
+    if scoremap.ndim != 2:
+        raise ValueError(f"Score map must be a 2-D (H, W) array; got shape {scoremap.shape}.")
+    scoremap = scoremap.astype(np.float64, copy=False)
+    if np.isnan(scoremap).any():
+        raise ValueError("Score map contains NaN; normalize it first with normalize_scoremap().")
+    if (scoremap > 1).any() or (scoremap < 0).any():
+        raise ValueError(
+            f"Score map must lie in [0, 1] (min {scoremap.min()}, max {scoremap.max()}); "
+            "normalize it first with normalize_scoremap()."
+        )
+    return scoremap
+
+
+def _check_gt_boxes(gt_boxes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+    gt = np.asarray(gt_boxes).reshape(-1, 4)
+    if gt.shape[0] == 0:
+        raise ValueError("An image needs at least one GT box; got none.")
+    if not np.issubdtype(gt.dtype, np.integer):
+        if not np.array_equal(gt, np.floor(gt)):
+            raise ValueError("GT boxes must hold integer pixel coordinates; scale them with resize_gt_boxes().")
+    gt = gt.astype(np.int64)
+    if (gt < 0).any() or (gt[:, 2] < gt[:, 0]).any() or (gt[:, 3] < gt[:, 1]).any():
+        raise ValueError(f"GT boxes must be non-negative xyxy with x1 >= x0 and y1 >= y0; got {gt.tolist()}.")
+    return gt
+
+
+def quantize_scoremap(scoremap: np.ndarray) -> np.ndarray:
+    """The reference's uint8 image of a normalized map: ``(scoremap * 255).astype(np.uint8)``."""
+    return (_check_scoremap(scoremap) * 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Fast path: boxes once per distinct mask, IoUs for all masks at once
+# --------------------------------------------------------------------------------------------
+
+
+def _iou_many(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Best IoU over GT per predicted box; reference ``calculate_multiple_iou`` arithmetic."""
+    bx0, by0, bx1, by1 = (boxes[:, i : i + 1] for i in range(4))
+    gx0, gy0, gx1, gy1 = gt[:, 0], gt[:, 1], gt[:, 2], gt[:, 3]
+    inter = np.maximum(0, np.minimum(bx1, gx1) - np.maximum(bx0, gx0) + 1) * np.maximum(
+        0, np.minimum(by1, gy1) - np.maximum(by0, gy0) + 1
+    )
+    area_b = (bx1 - bx0 + 1) * (by1 - by0 + 1)
+    area_g = (gx1 - gx0 + 1) * (gy1 - gy0 + 1)
+    denominator = area_b + area_g - inter
+    degenerate = denominator <= 0
+    ious = inter / np.where(degenerate, 1, denominator)
+    ious[degenerate] = 0
+    return ious.max(axis=1)
+
+
+class _Levels:
+    """The distinct foreground masks of one quantized map and the threshold -> mask mapping."""
+
+    def __init__(self, q: np.ndarray, thresholds: np.ndarray):
+        self.q = q
+        self.height, self.width = q.shape
+        # Reference: thresh=int(threshold * np.max(scoremap_image)); float64 product, truncation.
+        cuts = (thresholds * q.max()).astype(np.int64)
+        present = np.flatnonzero(np.bincount(q.ravel(), minlength=256))
+        # q > c  <=>  q >= (smallest present value above c): one mask per such value.
+        group = np.searchsorted(present, cuts, side="right")
+        self.keys, self.threshold_to_level = np.unique(group, return_inverse=True)
+        self.empty = self.keys == present.size  # no value above the cut: empty mask
+        lowest = present[np.minimum(self.keys, present.size - 1)]
+        self.lowest_value = np.where(self.empty, 256, lowest)  # mask = q >= lowest_value
+        self.row_max = q.max(axis=1)
+        self.col_max = q.max(axis=0)
+
+    def foreground_extent(self, level_ids: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """Per level, the inclusive pixel extent (x0, y0, x1, y1) of the foreground (non-empty levels)."""
+        lowest = self.lowest_value if level_ids is None else self.lowest_value[level_ids]
+        v = lowest[:, None]
+        in_rows = self.row_max[None, :] >= v
+        in_cols = self.col_max[None, :] >= v
+        y0 = in_rows.argmax(axis=1)
+        y1 = self.height - 1 - in_rows[:, ::-1].argmax(axis=1)
+        x0 = in_cols.argmax(axis=1)
+        x1 = self.width - 1 - in_cols[:, ::-1].argmax(axis=1)
+        return x0, y0, x1, y1
+
+    def foreground_boxes(self) -> np.ndarray:
+        """Per level, the box that contains every predicted box: the extent, plus one, clipped."""
+        x0, y0, x1, y1 = self.foreground_extent()
+        return np.stack(
+            [x0, y0, np.minimum(x1 + 1, self.width - 1), np.minimum(y1 + 1, self.height - 1)], axis=1
+        ).astype(np.int64)
+
+    def contours(self, level_ids: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """OpenCV contours of the given non-empty levels: flat list, per-level counts, crop offsets.
+
+        Each mask is cropped to its foreground's bounding rows/columns: the zero padding that
+        findContours adds around the crop stands for the empty pixels outside it, so the contours
+        and their order are the full-image ones, shifted by the level's (x0, y0) offset.
+        """
+        flat: list[np.ndarray] = []
+        counts = np.zeros(level_ids.size, dtype=np.int64)
+        q = self.q
+        x0, y0, x1, y1 = self.foreground_extent(level_ids)
+        cuts = (self.lowest_value[level_ids] - 1).tolist()
+        for i, (a, b, c, d) in enumerate(zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), strict=True)):
+            _, mask = cv2.threshold(q[b : d + 1, a : c + 1], cuts[i], 255, cv2.THRESH_BINARY)
+            found = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+            counts[i] = len(found)
+            flat.extend(found)
+        return flat, counts, np.stack([x0, y0], axis=1)
+
+
+def _segment_starts(counts: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
+def _contour_boxes_and_areas(
+    flat: list[np.ndarray], counts: np.ndarray, offsets: np.ndarray, width: int, height: int, need_area: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Boxes (reference rule) and ``cv2.contourArea`` of every contour, vectorized.
+
+    ``counts`` contours per level, each level's points shifted by its ``offsets`` row (x, y).
+    """
+    lengths = np.fromiter(map(len, flat), dtype=np.int64, count=len(flat))
+    points = np.concatenate(flat).reshape(-1, 2)
+    starts = _segment_starts(lengths)
+    x = points[:, 0].astype(np.int64)
+    y = points[:, 1].astype(np.int64)
+    shift = np.repeat(offsets, counts, axis=0)
+    x0 = np.minimum.reduceat(x, starts) + shift[:, 0]
+    y0 = np.minimum.reduceat(y, starts) + shift[:, 1]
+    x1 = np.maximum.reduceat(x, starts) + shift[:, 0]
+    y1 = np.maximum.reduceat(y, starts) + shift[:, 1]
+    # boundingRect width is max - min + 1, so the reference's x + w is max + 1.
+    boxes = np.stack([x0, y0, np.minimum(x1 + 1, width - 1), np.minimum(y1 + 1, height - 1)], axis=1)
+    if not need_area:
+        return boxes, None
+    # Shoelace: sum of x[i] * y[i+1] - y[i] * x[i+1] along each contour plus its closing edge
+    # (last -> first). Integer sums are exact, like cv2.contourArea's float64 accumulation over
+    # integer points, and translation-invariant, so crop coordinates give the full-image area.
+    ends = starts + lengths - 1
+    cross = np.zeros(x.size, dtype=np.int64)
+    cross[:-1] = x[:-1] * y[1:] - y[:-1] * x[1:]
+    cross[ends] = x[ends] * y[starts] - y[ends] * x[starts]
+    areas = np.abs(np.add.reduceat(cross, starts)) * 0.5
+    return boxes, areas
+
+
+class _LevelContours:
+    """Boxes (and contour areas) of the contours of some levels, traced once for both rules."""
+
+    def __init__(self, levels: _Levels, level_ids: np.ndarray, need_area: bool):
+        self.level_ids = level_ids
+        flat, self.counts, offsets = levels.contours(level_ids)
+        self.boxes, self.areas = _contour_boxes_and_areas(
+            flat, self.counts, offsets, levels.width, levels.height, need_area
+        )
+        self.starts = _segment_starts(self.counts)
+
+    def best_ious(self, gt: np.ndarray, multi_contour: bool) -> np.ndarray:
+        """Per traced level: max IoU over all its boxes (V2) or of its largest contour's box (V1)."""
+        ious = _iou_many(self.boxes, gt)
+        if multi_contour:
+            return np.maximum.reduceat(ious, self.starts)
+        # Largest contourArea per level, the first one on ties (Python's max keeps the first).
+        largest = np.maximum.reduceat(self.areas, self.starts)
+        is_largest = self.areas == np.repeat(largest, self.counts)
+        index = np.where(is_largest, np.arange(self.areas.size), self.areas.size)
+        return ious[np.minimum.reduceat(index, self.starts)]
+
+
+def _best_ious_per_level(levels: _Levels, gt: np.ndarray, rules: Sequence[tuple[bool, np.ndarray]]) -> list[np.ndarray]:
+    """Best IoU per level for each (multi_contour, levels to compute) rule; NaN where not computed."""
+    needed = np.zeros(levels.keys.size, dtype=bool)
+    for _, compute in rules:
+        needed |= compute
+    traced = None
+    todo = np.flatnonzero(needed & ~levels.empty)
+    if todo.size:
+        traced = _LevelContours(levels, todo, need_area=any(not multi for multi, _ in rules))
+    empty_iou = _iou_many(np.zeros((1, 4), dtype=np.int64), gt)[0]
+    results = []
+    for multi, compute in rules:
+        best = np.full(levels.keys.size, np.nan)
+        best[compute & levels.empty] = empty_iou
+        if traced is not None:
+            values = traced.best_ious(gt, multi)
+            keep = compute[todo]
+            best[todo[keep]] = values[keep]
+        results.append(best)
+    return results
+
+
+def best_iou_per_threshold(
+    scoremap: np.ndarray,
+    gt_boxes: np.ndarray,
+    multi_contour: bool,
+    thresholds: Sequence[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Exact best IoU between the predicted boxes and the GT boxes at every threshold, shape (T,).
+
+    The value the reference compares with ``iou / 100`` (its ``sliced_multiple_iou``); no
+    pruning, so this is the slower but complete form of ``box_hits_per_threshold``.
+    """
+    q = quantize_scoremap(scoremap)
+    gt = _check_gt_boxes(gt_boxes)
+    levels = _Levels(q, _as_thresholds(thresholds))
+    (best,) = _best_ious_per_level(levels, gt, [(multi_contour, np.ones(levels.keys.size, dtype=bool))])
+    return best[levels.threshold_to_level]
+
+
+def _reachable_levels(levels: _Levels, gt: np.ndarray, min_iou: float) -> np.ndarray:
+    """Levels whose upper bound max_g |fg_box & g| / |g| reaches ``min_iou`` (plus empty ones)."""
+    fg = levels.foreground_boxes()
+    inter = np.maximum(0, np.minimum(fg[:, None, 2], gt[:, 2]) - np.maximum(fg[:, None, 0], gt[:, 0]) + 1) * (
+        np.maximum(0, np.minimum(fg[:, None, 3], gt[:, 3]) - np.maximum(fg[:, None, 1], gt[:, 1]) + 1)
+    )
+    area_g = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
+    # Float division is monotone, so fl(true IoU) <= fl(bound): a bound below the threshold
+    # proves a miss at this level, as the reference would compute it.
+    bound = (inter / area_g).max(axis=1)
+    return (bound >= min_iou) | levels.empty
+
+
+def _hits(best: np.ndarray, iou_thresholds: Sequence[int]) -> np.ndarray:
+    limits = np.array([t / 100 for t in iou_thresholds], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return best[None, :] >= limits[:, None]  # NaN (pruned level) compares False
+
+
+def box_hits_per_threshold(
+    scoremap: np.ndarray,
+    gt_boxes: np.ndarray,
+    iou_thresholds: Sequence[int] = IOU_THRESHOLDS_V2,
+    multi_contour: bool = True,
+    thresholds: Sequence[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Whether one image is a box hit, per IoU threshold (percent) and CAM threshold: bool (n_iou, T).
+
+    ``scoremap`` is a normalized (H, W) map (``normalize_scoremap``), ``gt_boxes`` (K, 4) xyxy in
+    the same frame (``resize_gt_boxes``). ``multi_contour=True`` is MaxBoxAccV2's all-contours
+    rule, False the V1 largest-contour rule. Summing these over images gives the reference's
+    ``num_correct``.
+    """
+    hits_v1, hits_v2 = box_hits_v1_v2(
+        scoremap,
+        gt_boxes,
+        v1_iou_thresholds=() if multi_contour else iou_thresholds,
+        v2_iou_thresholds=iou_thresholds if multi_contour else (),
+        thresholds=thresholds,
+    )
+    return hits_v2 if multi_contour else hits_v1
+
+
+def box_hits_v1_v2(
+    scoremap: np.ndarray,
+    gt_boxes: np.ndarray,
+    v1_iou_thresholds: Sequence[int] = (50,),
+    v2_iou_thresholds: Sequence[int] = IOU_THRESHOLDS_V2,
+    thresholds: Sequence[float] | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """V1 (largest contour) and V2 (all contours) hits of one image from one contour pass.
+
+    Returns bool arrays (len(v1_iou_thresholds), T) and (len(v2_iou_thresholds), T); an empty
+    IoU tuple skips that rule. Same values as two ``box_hits_per_threshold`` calls, half the cost.
+    """
+    q = quantize_scoremap(scoremap)
+    gt = _check_gt_boxes(gt_boxes)
+    levels = _Levels(q, _as_thresholds(thresholds))
+    rules = [(False, tuple(v1_iou_thresholds)), (True, tuple(v2_iou_thresholds))]
+    rules = [(multi, ious) for multi, ious in rules if ious]
+    computes = [_reachable_levels(levels, gt, min(ious) / 100) for _, ious in rules]
+    bests = _best_ious_per_level(levels, gt, [(multi, c) for (multi, _), c in zip(rules, computes, strict=True)])
+    hits = {
+        multi: _hits(best, ious)[:, levels.threshold_to_level] for (multi, ious), best in zip(rules, bests, strict=True)
+    }
+    size = levels.threshold_to_level.size
+    empty = np.zeros((0, size), dtype=bool)
+    return hits.get(False, empty), hits.get(True, empty)
+
+
+# --------------------------------------------------------------------------------------------
+# Accumulated counts -> metrics
+# --------------------------------------------------------------------------------------------
+
+
+def maxboxacc_from_hits(
+    hit_counts: np.ndarray,
+    num_images: int,
+    iou_thresholds: Sequence[int] = IOU_THRESHOLDS_V2,
+    thresholds: Sequence[float] | np.ndarray | None = None,
+) -> dict[str, Any]:
+    """MaxBoxAcc per IoU threshold, its best CAM threshold, and their mean (MaxBoxAccV2), in PERCENT.
+
+    ``hit_counts`` is (n_iou, T), the per-image hits summed over a split. As the reference:
+    accuracy = hits * 100. / num_images, best = max over thresholds (first on ties), and the
+    V2 number is ``np.average`` over the IoU rows, each row at its own best threshold. Keys:
+    ``accuracy`` {iou: %}, ``best_index`` {iou: int}, ``best_threshold`` {iou: float; NaN when
+    ``thresholds`` is not given and T is not the default grid's length}, ``mean`` (%), ``curve``.
+    """
+    counts = np.asarray(hit_counts, dtype=np.float64)
+    counts = counts.reshape(len(iou_thresholds), -1)
+    grid = _as_thresholds(thresholds)
+    if grid.size != counts.shape[1]:
+        grid = np.full(counts.shape[1], np.nan)
+    if num_images <= 0:
+        raise ValueError("maxboxacc_from_hits needs at least one image (num_images=0).")
+    curve = counts * 100.0 / float(num_images)
+    best_index = curve.argmax(axis=1)
+    maxima = [curve[i].max() for i in range(len(iou_thresholds))]
+    return {
+        "accuracy": {int(t): float(m) for t, m in zip(iou_thresholds, maxima, strict=True)},
+        "best_index": {int(t): int(i) for t, i in zip(iou_thresholds, best_index, strict=True)},
+        "best_threshold": {int(t): float(grid[i]) for t, i in zip(iou_thresholds, best_index, strict=True)},
+        "mean": float(np.average(maxima)),
+        "curve": curve,
+    }
+
+
+def select_threshold_index(hit_counts: np.ndarray) -> int:
+    """Held-out protocol, step 1: the CAM threshold index that maximizes the summed hits of a split.
+
+    One operating threshold for all IoU rows: summing the rows maximizes their mean accuracy (V2);
+    with one row it is that row's argmax. Ties go to the first (lowest) threshold, as ``np.argmax``.
+    Not part of the reference, which reports each row at its own best threshold on the same split.
+    """
+    counts = np.atleast_2d(np.asarray(hit_counts, dtype=np.float64))
+    return int(counts.sum(axis=0).argmax())
+
+
+def accuracy_at_threshold_index(
+    hit_counts: np.ndarray, num_images: int, index: int, iou_thresholds: Sequence[int] = IOU_THRESHOLDS_V2
+) -> dict[str, Any]:
+    """Held-out protocol, step 2: box accuracy (percent) of another split at a fixed threshold index.
+
+    Returns ``accuracy`` {iou: %} and their ``mean`` (%), computed like ``maxboxacc_from_hits``.
+    """
+    counts = np.asarray(hit_counts, dtype=np.float64).reshape(len(iou_thresholds), -1)
+    if num_images <= 0:
+        raise ValueError("accuracy_at_threshold_index needs at least one image (num_images=0).")
+    values = [counts[i, index] * 100.0 / float(num_images) for i in range(len(iou_thresholds))]
+    return {
+        "accuracy": {int(t): float(v) for t, v in zip(iou_thresholds, values, strict=True)},
+        "mean": float(np.average(values)),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# PxAP
+# --------------------------------------------------------------------------------------------
+
+
+def histogram_edges(thresholds: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
+    """The reference MaskEvaluator's bin edges: ``thresholds + [1.0, 2.0, 3.0]`` (T + 2 bins)."""
+    return np.append(_as_thresholds(thresholds), [1.0, 2.0, 3.0])
+
+
+def pixel_histograms(
+    scoremap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float] | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image PxAP state: int64 histograms (T + 2,) of the map over GT-foreground and background.
+
+    ``mask`` is the reference's (H, W) GT mask: 1 foreground, 0 background, any other value
+    (255) ignored; a bool mask means True foreground, False background. Bins as the reference
+    (``histogram_edges``); summing the histograms over images gives its score histograms.
+    """
+    scoremap = _check_scoremap(scoremap)
+    mask = np.asarray(mask)
+    if mask.shape != scoremap.shape:
+        raise ValueError(f"Mask shape {mask.shape} differs from score map shape {scoremap.shape}.")
+    if mask.dtype == bool:
+        mask = mask.astype(np.uint8)
+    edges = histogram_edges(thresholds)
+    fg, _ = np.histogram(scoremap[mask == 1], bins=edges)
+    bg, _ = np.histogram(scoremap[mask == 0], bins=edges)
+    return fg.astype(np.int64), bg.astype(np.int64)
+
+
+def pxap_from_histograms(fg_hist: np.ndarray, bg_hist: np.ndarray) -> float:
+    """PxAP in PERCENT: the reference MaskEvaluator.compute() area under the precision-recall curve.
+
+    Raises RuntimeError, as the reference, when there is no foreground pixel or no positive
+    prediction at all.
+    """
+    gt_true = np.asarray(fg_hist, dtype=np.float64)
+    gt_false = np.asarray(bg_hist, dtype=np.float64)
+    num_gt_true = gt_true.sum()
+    tp = gt_true[::-1].cumsum()
+    fn = num_gt_true - tp
+    fp = gt_false[::-1].cumsum()
+    if ((tp + fn) <= 0).all():
+        raise RuntimeError("No positive ground truth in the eval set.")
+    if ((tp + fp) <= 0).all():
+        raise RuntimeError("No positive prediction in the eval set.")
+    non_zero = (tp + fp) != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)
+        recall = tp / (tp + fn)
+    auc = (precision[1:] * np.diff(recall))[non_zero[1:]].sum()
+    auc *= 100
+    return float(auc)
+
+
+# --------------------------------------------------------------------------------------------
+# Reference implementation (the oracle)
+# --------------------------------------------------------------------------------------------
+# A straight port of clovaai/wsolevaluation (MIT licence, (c) 2020-present NAVER Corp.):
+# evaluation.py calculate_multiple_iou, resize_bbox, compute_bboxes_from_scoremaps,
+# BoxEvaluator.accumulate/compute, MaskEvaluator.accumulate/compute; inference.py
+# normalize_scoremap. Kept per-threshold and loop-for-loop like upstream on purpose: it is the
+# correctness oracle and the speed baseline. Only the file/metadata plumbing is left out.
+
+
+def reference_normalize_scoremap(cam: np.ndarray, size: int = RESIZE_LENGTH) -> np.ndarray:
+    """Upstream ``CAMComputer`` resize (float64, INTER_CUBIC) + ``normalize_scoremap``."""
+    cam = np.asarray(cam).astype(np.float64)
+    cam = cv2.resize(cam, (size, size), interpolation=cv2.INTER_CUBIC)
+    if np.isnan(cam).any():
+        return np.zeros_like(cam)
+    if cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
+
+
+def reference_resize_bbox(box, image_size, resize_size) -> tuple[int, int, int, int]:
+    """Upstream ``resize_bbox``: sizes are (width, height)."""
+    box_x0, box_y0, box_x1, box_y1 = map(float, box)
+    image_w, image_h = map(float, image_size)
+    new_image_w, new_image_h = map(float, resize_size)
+    return (
+        int(box_x0 * new_image_w / image_w),
+        int(box_y0 * new_image_h / image_h),
+        int(box_x1 * new_image_w / image_w),
+        int(box_y1 * new_image_h / image_h),
+    )
+
+
+def reference_calculate_multiple_iou(box_a: np.ndarray, box_b: np.ndarray) -> np.ndarray:
+    """Upstream ``calculate_multiple_iou``: (num_a, num_b) IoUs with inclusive coordinates."""
+    num_a = box_a.shape[0]
+    num_b = box_b.shape[0]
+    box_a = np.tile(box_a, num_b)
+    box_a = np.expand_dims(box_a, axis=1).reshape((num_a, num_b, -1))
+    box_b = np.tile(box_b, num_a)
+    box_b = np.expand_dims(box_b, axis=1).reshape((num_b, num_a, -1))
+    box_b = np.transpose(box_b, (1, 0, 2))
+    min_x = np.maximum(box_a[:, :, 0], box_b[:, :, 0])
+    min_y = np.maximum(box_a[:, :, 1], box_b[:, :, 1])
+    max_x = np.minimum(box_a[:, :, 2], box_b[:, :, 2])
+    max_y = np.minimum(box_a[:, :, 3], box_b[:, :, 3])
+    area_intersect = np.maximum(0, max_x - min_x + 1) * np.maximum(0, max_y - min_y + 1)
+    area_a = (box_a[:, :, 2] - box_a[:, :, 0] + 1) * (box_a[:, :, 3] - box_a[:, :, 1] + 1)
+    area_b = (box_b[:, :, 2] - box_b[:, :, 0] + 1) * (box_b[:, :, 3] - box_b[:, :, 1] + 1)
+    denominator = area_a + area_b - area_intersect
+    degenerate_indices = np.where(denominator <= 0)
+    denominator[degenerate_indices] = 1
+    ious = area_intersect / denominator
+    ious[degenerate_indices] = 0
+    return ious
+
+
+def reference_compute_bboxes_from_scoremaps(
+    scoremap: np.ndarray, scoremap_threshold_list, multi_contour_eval: bool = False
+) -> tuple[list[np.ndarray], list[int]]:
+    """Upstream ``compute_bboxes_from_scoremaps``: boxes and box counts at each threshold."""
+    height, width = scoremap.shape
+    scoremap_image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
+
+    def scoremap2bbox(threshold):
+        _, thr_gray_heatmap = cv2.threshold(
+            src=scoremap_image,
+            thresh=int(threshold * np.max(scoremap_image)),
+            maxval=255,
+            type=cv2.THRESH_BINARY,
+        )
+        contours = cv2.findContours(image=thr_gray_heatmap, mode=cv2.RETR_TREE, method=cv2.CHAIN_APPROX_SIMPLE)[0]
+        if len(contours) == 0:
+            return np.asarray([[0, 0, 0, 0]]), 1
+        if not multi_contour_eval:
+            contours = [max(contours, key=cv2.contourArea)]
+        estimated_boxes = []
+        for contour in contours:
+            x, y, w, h = cv2.boundingRect(contour)
+            x0, y0, x1, y1 = x, y, x + w, y + h
+            x1 = min(x1, width - 1)
+            y1 = min(y1, height - 1)
+            estimated_boxes.append([x0, y0, x1, y1])
+        return np.asarray(estimated_boxes), len(contours)
+
+    estimated_boxes_at_each_thr = []
+    number_of_box_list = []
+    for threshold in scoremap_threshold_list:
+        boxes, number_of_box = scoremap2bbox(threshold)
+        estimated_boxes_at_each_thr.append(boxes)
+        number_of_box_list.append(number_of_box)
+    return estimated_boxes_at_each_thr, number_of_box_list
+
+
+def reference_best_iou_per_threshold(
+    scoremap: np.ndarray, gt_boxes, multi_contour_eval: bool, cam_threshold_list=None
+) -> np.ndarray:
+    """Upstream ``BoxEvaluator.accumulate`` up to ``sliced_multiple_iou`` (best IoU per threshold)."""
+    if cam_threshold_list is None:
+        cam_threshold_list = list(np.arange(0, 1, CAM_CURVE_INTERVAL))
+    boxes_at_thresholds, number_of_box_list = reference_compute_bboxes_from_scoremaps(
+        scoremap=scoremap, scoremap_threshold_list=cam_threshold_list, multi_contour_eval=multi_contour_eval
+    )
+    boxes_at_thresholds = np.concatenate(boxes_at_thresholds, axis=0)
+    multiple_iou = reference_calculate_multiple_iou(np.array(boxes_at_thresholds), np.array(gt_boxes))
+    idx = 0
+    sliced_multiple_iou = []
+    for nr_box in number_of_box_list:
+        sliced_multiple_iou.append(max(multiple_iou.max(1)[idx : idx + nr_box]))
+        idx += nr_box
+    return np.asarray(sliced_multiple_iou)
+
+
+def reference_box_hits(
+    scoremap: np.ndarray,
+    gt_boxes,
+    iou_threshold_list: Sequence[int] = IOU_THRESHOLDS_V2,
+    multi_contour_eval: bool = True,
+    cam_threshold_list=None,
+) -> np.ndarray:
+    """Upstream ``BoxEvaluator.accumulate`` for one image: its ``num_correct`` increments (n_iou, T)."""
+    if cam_threshold_list is None:
+        cam_threshold_list = list(np.arange(0, 1, CAM_CURVE_INTERVAL))
+    sliced_multiple_iou = reference_best_iou_per_threshold(scoremap, gt_boxes, multi_contour_eval, cam_threshold_list)
+    return reference_count_hits(sliced_multiple_iou, iou_threshold_list)
+
+
+def reference_count_hits(sliced_multiple_iou, iou_threshold_list: Sequence[int]) -> np.ndarray:
+    """The counting tail of upstream ``BoxEvaluator.accumulate``: (n_iou, T) increments of one image."""
+    num_correct = np.zeros((len(iou_threshold_list), len(sliced_multiple_iou)))
+    for row, _threshold in enumerate(iou_threshold_list):
+        correct_threshold_indices = np.where(np.asarray(sliced_multiple_iou) >= (_threshold / 100))[0]
+        num_correct[row][correct_threshold_indices] += 1
+    return num_correct
+
+
+def reference_maxboxacc(num_correct: np.ndarray, cnt: int) -> list[float]:
+    """Upstream ``BoxEvaluator.compute``: max accuracy (percent) per IoU row."""
+    max_box_acc = []
+    for row in np.asarray(num_correct, dtype=np.float64):
+        localization_accuracies = row * 100.0 / float(cnt)
+        max_box_acc.append(localization_accuracies.max())
+    return max_box_acc
+
+
+def reference_pixel_histograms(scoremap: np.ndarray, gt_mask: np.ndarray, cam_threshold_list=None):
+    """Upstream ``MaskEvaluator.accumulate`` for one image: float64 fg / bg score histograms."""
+    if cam_threshold_list is None:
+        cam_threshold_list = list(np.arange(0, 1, CAM_CURVE_INTERVAL))
+    threshold_list_right_edge = np.append(cam_threshold_list, [1.0, 2.0, 3.0])
+    gt_true_scores = scoremap[gt_mask == 1]
+    gt_false_scores = scoremap[gt_mask == 0]
+    gt_true_hist, _ = np.histogram(gt_true_scores, bins=threshold_list_right_edge)
+    gt_false_hist, _ = np.histogram(gt_false_scores, bins=threshold_list_right_edge)
+    return gt_true_hist.astype(np.float64), gt_false_hist.astype(np.float64)
+
+
+def reference_pxap(gt_true_score_hist: np.ndarray, gt_false_score_hist: np.ndarray) -> float:
+    """Upstream ``MaskEvaluator.compute``: PxAP in percent."""
+    num_gt_true = gt_true_score_hist.sum()
+    tp = gt_true_score_hist[::-1].cumsum()
+    fn = num_gt_true - tp
+    fp = gt_false_score_hist[::-1].cumsum()  # upstream also sums it into an unused num_gt_false
+    if ((tp + fn) <= 0).all():
+        raise RuntimeError("No positive ground truth in the eval set.")
+    if ((tp + fp) <= 0).all():
+        raise RuntimeError("No positive prediction in the eval set.")
+    non_zero_indices = (tp + fp) != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)
+        recall = tp / (tp + fn)
+    auc = (precision[1:] * np.diff(recall))[non_zero_indices[1:]].sum()
+    auc *= 100
+    return auc
