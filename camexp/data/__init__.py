@@ -6,9 +6,28 @@ from omegaconf import DictConfig, OmegaConf
 
 from camexp.data.cub_datamodule import CUBDataModule, SynthLocDataModule
 from camexp.data.datamodule import CAMDataModule
+from camexp.data.ilsvrc import ILSVRCDataModule
+from camexp.data.scenes import (
+    FolderSplitsDataModule,
+    Places365DataModule,
+    generic_splits,
+    indoor67_splits,
+    sun397_splits,
+)
+from camexp.data.wsoleval_meta import WSOLEvalDataModule
 from camexp.errors import ConfigError
 
-__all__ = ["CAMDataModule", "CUBDataModule", "SynthLocDataModule", "build"]
+__all__ = [
+    "CAMDataModule",
+    "CUBDataModule",
+    "FolderSplitsDataModule",
+    "ILSVRCDataModule",
+    "Places365DataModule",
+    "SynthLocDataModule",
+    "WSOLEvalDataModule",
+    "build",
+]
+DATASETS = ("synthloc", "cub", "ilsvrc", "wsoleval", "places365", "sun397", "indoor67", "scenes")
 
 
 def _common_kwargs(cfg: DictConfig, seed: int) -> dict:
@@ -35,8 +54,18 @@ def build(data_cfg: DictConfig, root: str, seed: int = 0) -> CAMDataModule:
     """DataModule for `data.name` (root already defaulted by the caller)."""
     kwargs = _common_kwargs(data_cfg, seed)
     name = data_cfg.name
+    extra = OmegaConf.to_container(data_cfg.extra, resolve=True) if data_cfg.get("extra") else {}
     if name == "synthloc":
         return SynthLocDataModule(root, synth=OmegaConf.to_container(data_cfg.synth), **kwargs)
     if name == "cub":
         return CUBDataModule(root, **kwargs)
-    raise ConfigError(f"Unknown dataset data.name={name!r}. Available: synthloc, cub.")
+    if name == "ilsvrc":
+        return ILSVRCDataModule(root, extra, **kwargs)
+    if name == "wsoleval":
+        return WSOLEvalDataModule(root, extra, **kwargs)
+    if name == "places365":
+        return Places365DataModule(root, extra, **kwargs)
+    folder_sets = {"sun397": sun397_splits, "indoor67": indoor67_splits, "scenes": generic_splits}
+    if name in folder_sets:
+        return FolderSplitsDataModule(folder_sets[name](root, extra), **kwargs)
+    raise ConfigError(f"Unknown dataset data.name={name!r}. Available: {', '.join(DATASETS)}.")

@@ -6,7 +6,8 @@
     root/bounding_boxes.txt      <image_id> <x> <y> <width> <height>   (pixels)
     root/classes.txt             <class_id> <class name>
     root/images/...              the images
-    root/segmentations/...       optional masks, same relative paths with .png
+    root/segmentations/...       optional masks, same relative paths with .png (segmentations.tgz
+                                 extracts next to CUB_200_2011/: that sibling folder is found too)
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from camexp.data.images import CorruptImageError, load_mask, load_rgb
-from camexp.data.transforms import resize_mask, scale_boxes
+from camexp.data.boxes import BoxReport
+from camexp.data.image_list import ImageList, ImageListDataset
+from camexp.data.images import load_mask
+from camexp.data.transforms import resize_mask
 from camexp.errors import DatasetError
 
 CUB_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt", "classes.txt")
@@ -39,8 +40,9 @@ class CUBRecords:
     paths: list[str]  # relative to root/images
     labels: np.ndarray  # 0-based class index
     is_train: np.ndarray  # bool
-    boxes: list[np.ndarray]  # per image, K x 4 xyxy in original pixels
+    boxes: list[np.ndarray]  # per image, K x 4 xyxy in original pixels (degenerate boxes dropped)
     class_names: list[str]
+    box_sources: list[str]  # per image: "bounding_boxes.txt:<line>" of its first box, for messages
 
     def split_indices(self, split: str) -> np.ndarray:
         """'train' -> official train images; 'val' / 'test' -> official test images."""
@@ -51,7 +53,8 @@ class CUBRecords:
         raise DatasetError(f"Unknown CUB split {split!r}; use train, val or test (val and test are CUB's test set).")
 
 
-def _read_table(path: Path, columns: int, parse) -> list[tuple]:
+def _read_table(path: Path, columns: int, parse, numbered: bool = False) -> list[tuple]:
+    """Rows parsed by `parse`; with numbered=True each row is (line number, parsed row)."""
     if not path.is_file():
         raise DatasetError(f"Missing {path}. {LAYOUT_HELP}")
     rows = []
@@ -62,17 +65,18 @@ def _read_table(path: Path, columns: int, parse) -> list[tuple]:
         try:
             if len(parts) != columns:
                 raise ValueError(f"expected {columns} fields, found {len(parts)}")
-            rows.append(parse(parts))
+            row = parse(parts)
         except ValueError as err:
             raise DatasetError(f"Malformed line {line_no} in {path}: {line!r} ({err}). {LAYOUT_HELP}") from err
+        rows.append((line_no, row) if numbered else row)
     return rows
 
 
-def _check_box(row: tuple[int, float, float, float, float]) -> tuple[int, float, float, float, float]:
-    _, x, y, w, h = row
-    if not all(np.isfinite([x, y, w, h])) or w <= 0 or h <= 0:
-        raise ValueError(f"box width and height must be positive finite numbers, got w={w} h={h}")
-    return row
+def _parse_box(parts: list[str]) -> tuple[int, float, float, float, float]:
+    image_id, x, y, w, h = int(parts[0]), *map(float, parts[1:])
+    if not all(np.isfinite([x, y, w, h])):
+        raise ValueError("box coordinates must be finite numbers")
+    return image_id, x, y, w, h
 
 
 def read_cub(root: str | Path) -> CUBRecords:
@@ -83,12 +87,19 @@ def read_cub(root: str | Path) -> CUBRecords:
     images = dict(_read_table(root / "images.txt", 2, lambda p: (int(p[0]), p[1].strip())))
     labels = dict(_read_table(root / "image_class_labels.txt", 2, lambda p: (int(p[0]), int(p[1]))))
     split = dict(_read_table(root / "train_test_split.txt", 2, lambda p: (int(p[0]), int(p[1]))))
-    box_rows = _read_table(root / "bounding_boxes.txt", 5, lambda p: _check_box((int(p[0]), *map(float, p[1:]))))
+    box_file = root / "bounding_boxes.txt"
+    box_rows = _read_table(box_file, 5, _parse_box, numbered=True)
     classes = _read_table(root / "classes.txt", 2, lambda p: (int(p[0]), p[1].strip()))
 
+    # Zero / negative width or height: dropped with one warning naming the lines (data/boxes.py policy).
+    report = BoxReport(str(box_file))
     boxes: dict[int, list[list[float]]] = {}
-    for image_id, x, y, w, h in box_rows:
-        boxes.setdefault(image_id, []).append([x, y, x + w, y + h])
+    box_line: dict[int, int] = {}
+    for line_no, (image_id, x, y, w, h) in box_rows:
+        box_line.setdefault(image_id, line_no)
+        if report.keep([x, y, x + w, y + h], f"line {line_no}"):
+            boxes.setdefault(image_id, []).append([x, y, x + w, y + h])
+    report.warn()
     class_ids = [c for c, _ in classes]
     if class_ids != list(range(1, len(class_ids) + 1)):
         raise DatasetError(f"{root / 'classes.txt'}: class ids must be 1..{len(class_ids)} in order. {LAYOUT_HELP}")
@@ -111,12 +122,21 @@ def read_cub(root: str | Path) -> CUBRecords:
         is_train=np.array([split[i] == 1 for i in ids]),
         boxes=[np.array(boxes.get(i, []), dtype=np.float32).reshape(-1, 4) for i in ids],
         class_names=[name for _, name in classes],
+        box_sources=[f"{box_file}:{box_line[i]}" if i in box_line else str(box_file) for i in ids],
     )
 
 
-class CUBDataset(Dataset):
+def segmentation_dir(root: Path) -> Path | None:
+    """root/segmentations, or the sibling folder that segmentations.tgz creates next to CUB_200_2011/."""
+    for candidate in (root / "segmentations", root.parent / "segmentations"):
+        if candidate.is_dir() and (candidate == root / "segmentations" or root.name == "CUB_200_2011"):
+            return candidate
+    return None
+
+
+class CUBDataset(ImageListDataset):
     """One split of a CUB-layout dataset. Training samples: image, label, index. Evaluation samples
-    add `boxes` (scaled to the S x S input) and, when segmentations exist, `mask`."""
+    add `boxes` (clipped, scaled to the S x S input) and, when segmentations exist, `mask`."""
 
     def __init__(
         self,
@@ -126,39 +146,32 @@ class CUBDataset(Dataset):
         evaluation: bool,
         input_size: int,
         skip_corrupt: bool = False,
+        min_side: int = 0,
     ) -> None:
-        self.records = records
-        self.indices = records.split_indices(split)
-        if len(self.indices) == 0:
+        indices = records.split_indices(split)
+        if len(indices) == 0:
             raise DatasetError(f"The {split} split of {records.root} is empty (train_test_split.txt). {LAYOUT_HELP}")
-        self.transform = transform
-        self.evaluation = evaluation
-        self.input_size = input_size
-        self.skip_corrupt = skip_corrupt
-        self.has_masks = evaluation and (records.root / "segmentations").is_dir()
+        images = ImageList.build(
+            records.root / "images",
+            [records.paths[i] for i in indices],
+            records.labels[indices],
+            boxes=[records.boxes[i] for i in indices],
+            box_sources=[records.box_sources[i] for i in indices],
+        )
+        if evaluation:
+            images.require_boxes(split)
+        super().__init__(images, transform, evaluation, input_size, min_side, skip_corrupt)
+        self.records = records
+        self.indices = indices
+        self.segmentations = segmentation_dir(records.root)
+        self.has_masks = evaluation and self.segmentations is not None
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> dict[str, Any] | None:
-        i = int(self.indices[position])
-        path = self.records.root / "images" / self.records.paths[i]
-        try:
-            image = load_rgb(path)
-        except CorruptImageError:
-            if self.skip_corrupt:
-                return None
-            raise
-        sample: dict[str, Any] = {
-            "image": self.transform(image),
-            "label": int(self.records.labels[i]),
-            "index": position,
-        }
-        if self.evaluation:
-            sample["boxes"] = torch.from_numpy(scale_boxes(self.records.boxes[i], image.size, self.input_size))
-            if self.has_masks:
-                mask_path = (self.records.root / "segmentations" / self.records.paths[i]).with_suffix(".png")
-                if not mask_path.is_file():
-                    raise DatasetError(f"Missing mask {mask_path}: segmentations/ exists but lacks this image.")
-                sample["mask"] = resize_mask(load_mask(mask_path), self.input_size)
+    def targets(self, position: int, path: Path, size: tuple[int, int]) -> dict[str, Any]:
+        sample = super().targets(position, path, size)
+        if self.has_masks:
+            relative = self.records.paths[int(self.indices[position])]
+            mask_path = (self.segmentations / relative).with_suffix(".png")
+            if not mask_path.is_file():
+                raise DatasetError(f"Missing mask {mask_path}: {self.segmentations} exists but lacks this image.")
+            sample["mask"] = resize_mask(load_mask(mask_path), self.input_size)
         return sample

@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from camexp.data.cub import CUBDataset, CUBRecords, read_cub
 from camexp.data.datamodule import CAMDataModule
+from camexp.data.image_list import decode_min_side
 from camexp.errors import DatasetError
 
 
@@ -24,7 +25,8 @@ class CUBDataModule(CAMDataModule):
 
     def build_dataset(self, split: str, transform, evaluation: bool) -> Dataset:
         assert self.records is not None
-        return CUBDataset(self.records, split, transform, evaluation, self.input_size, self.skip_corrupt)
+        min_side = decode_min_side(evaluation, self.input_size, self.train_resize)
+        return CUBDataset(self.records, split, transform, evaluation, self.input_size, self.skip_corrupt, min_side)
 
 
 class SynthLocDataModule(CUBDataModule):

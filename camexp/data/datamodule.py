@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from camexp.data.collate import collate_samples
+from camexp.data.resumable import ResumableDataLoader, ResumableDistributedSampler
 from camexp.data.samplers import ShardSampler
 from camexp.data.transforms import eval_transform, normalization, train_transform
 from camexp.errors import DatasetError
@@ -89,8 +90,10 @@ class CAMDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, dataset: Dataset, sampler, batch_size: int, drop_last: bool = False) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self, dataset: Dataset, sampler, batch_size: int, drop_last: bool = False, loader_cls=DataLoader, **extra
+    ) -> DataLoader:
+        return loader_cls(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -99,13 +102,16 @@ class CAMDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             collate_fn=collate_samples,
             drop_last=drop_last,
+            **extra,
         )
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
         dataset = self.dataset("train")
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
-        return self._loader(dataset, sampler, self.batch_size, drop_last=len(dataset) > self.batch_size * world)
+        sampler = ResumableDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        drop_last = len(dataset) > self.batch_size * world
+        # Resumable: a run resumed from a mid-epoch checkpoint continues this epoch's order (data/resumable.py).
+        return self._loader(dataset, sampler, self.batch_size, drop_last, ResumableDataLoader, seed=self.seed)
 
     def _eval_loader(self, which: str) -> DataLoader:
         rank, world = self._rank_world()
