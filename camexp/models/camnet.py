@@ -12,7 +12,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from camexp.models.registry import build_network
 
@@ -43,6 +44,9 @@ class CAMNet(pl.LightningModule):
         )
         self.optim = dict(optim or {})
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        # Evaluation loss = sum over every image of every rank / image count. Lightning's sync_dist mean is
+        # wrong when shards differ in size: it averages the integer image counts (21 on 2 ranks -> 10).
+        self.eval_loss = nn.ModuleDict({split: MeanMetric().set_dtype(torch.float64) for split in ("val", "test")})
 
     @property
     def cam_capable(self) -> bool:
@@ -62,15 +66,18 @@ class CAMNet(pl.LightningModule):
         logits = self.net(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
         acc = (logits.argmax(1) == batch["label"]).float().mean()
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
-        self.log("train/acc_top1", acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(logits))
+        # sync_dist: every rank's batches count (training shards are equal-sized, so the mean is exact)
+        log = dict(prog_bar=True, on_epoch=True, batch_size=len(logits), sync_dist=True)
+        self.log("train/loss", loss, on_step=True, **log)
+        self.log("train/acc_top1", acc, on_step=False, **log)
         return loss
 
     def _evaluation_step(self, batch: dict[str, Tensor], split: str) -> dict[str, Tensor]:
         features = self.net.forward_features(batch["image"])
         logits = self.net.forward_head(features)
-        loss = F.cross_entropy(logits, batch["label"])
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(logits))
+        per_image = F.cross_entropy(logits.detach().double(), batch["label"], reduction="none")
+        self.eval_loss[split].update(per_image)
+        self.log(f"{split}/loss", self.eval_loss[split], on_step=False, on_epoch=True, batch_size=len(logits))
         return {"logits": logits.detach(), "features": features.detach()}
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
@@ -107,7 +114,9 @@ class CAMNet(pl.LightningModule):
             gamma=float(cfg.get("gamma", 0.1)),
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # name: LearningRateMonitor logs it as train/lr (train/lr/pg1, /pg2 with new-layer groups)
+        lr_scheduler = {"scheduler": scheduler, "interval": "step", "name": "train/lr"}
+        return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
 
 
 def _lr_schedule(kind: str, total_steps: int, warmup_steps: int, step_size: int, gamma: float):

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from camexp.models.heads import GlobalPoolNet
 from camexp.models.registry import register
+from camexp.models.weights import load_weights
 
 
 def _conv_block(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
@@ -18,7 +19,15 @@ def _conv_block(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
 
 
 @register("synthnet")
-def synthnet(num_classes: int, pool: str = "avg", width: int = 32, dropout: float = 0.0, **_) -> GlobalPoolNet:
+def synthnet(
+    num_classes: int,
+    pool: str = "avg",
+    width: int = 32,
+    dropout: float = 0.0,
+    pretrained: bool = False,
+    weights_path: str | None = None,
+    **_,
+) -> GlobalPoolNet:
     w = width
     features = nn.Sequential(
         *_conv_block(3, w, stride=2),  # N x w x S/2 x S/2
@@ -33,4 +42,5 @@ def synthnet(num_classes: int, pool: str = "avg", width: int = 32, dropout: floa
     for m in features.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    return GlobalPoolNet(features, 8 * w, num_classes, pool=pool, dropout=dropout)
+    net = GlobalPoolNet(features, 8 * w, num_classes, pool=pool, dropout=dropout)
+    return load_weights(net, "synthnet", None, pretrained, weights_path)  # no ImageNet weights: pretrained errors

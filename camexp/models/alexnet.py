@@ -1,0 +1,88 @@
+"""AlexNet-GAP, AlexNet*-GAP (paper and release variants) and the original AlexNet, cut from torchvision's AlexNet.
+
+torchvision `features` indices: 0 conv1 (64), 3 conv2 (192), 6 conv3 (384), 8 conv4 (256), 10 conv5 (256),
+each + ReLU; 2/5/12 max pools.
+At 224 input: conv1 55x55 -> pool 27 -> conv2 27 -> pool 13 -> conv3..conv5 13x13 -> pool5 6x6.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+import torchvision
+
+from camexp.models.paper import (
+    AddedConvNet,
+    FCNet,
+    added_convs,
+    fc_rename,
+    features_only_rename,
+    materialize,
+    new_class_layer,
+    require_avg_pool,
+    torchvision_meta,
+)
+from camexp.models.registry import register
+from camexp.models.weights import TorchvisionLayout, load_weights
+
+_GAP_LAYOUT = TorchvisionLayout("alexnet", features_only_rename, fresh=("added.", "classifier."))
+
+
+def _conv1_to_conv5() -> nn.Sequential:
+    """torchvision AlexNet up to conv5 + ReLU (pool5 and the FC layers removed): N x 256 x 13 x 13 at 224."""
+    return materialize(torchvision_meta("alexnet").features[:12])
+
+
+@register("alexnet_gap")
+def alexnet_gap(
+    num_classes: int, pool: str = "avg", dropout: float = 0.0, pretrained: bool = False, weights_path=None, **_
+) -> AddedConvNet:
+    """AlexNet-GAP: conv1..conv5, + conv 3x3/1/1 1024 + ReLU, GAP, linear. 13x13 CAM at 224."""
+    net = AddedConvNet(_conv1_to_conv5(), added_convs(256, (1024,)), num_classes, pool=pool, dropout=dropout)
+    return load_weights(net, "alexnet_gap", _GAP_LAYOUT, pretrained, weights_path)
+
+
+@register("alexnet_star_gap")
+def alexnet_star_gap(
+    num_classes: int, pool: str = "avg", dropout: float = 0.0, pretrained: bool = False, weights_path=None, **_
+) -> AddedConvNet:
+    """AlexNet*-GAP as the paper describes it: conv1..conv5, + two conv 3x3/1/1 1024 + ReLU, GAP, linear.
+
+    13x13 CAM at 224 (the paper: a higher mapping resolution localizes better); all five pretrained conv
+    layers are kept, so only the two added layers and the classifier are new.
+    """
+    net = AddedConvNet(_conv1_to_conv5(), added_convs(256, (1024, 1024)), num_classes, pool=pool, dropout=dropout)
+    return load_weights(net, "alexnet_star_gap", _GAP_LAYOUT, pretrained, weights_path)
+
+
+def _release_rename(tv_key: str) -> str | None:
+    # conv5 is replaced by a 384-unit conv (part of `added`), the FC head is dropped
+    return None if tv_key.startswith(("features.10.", "classifier.")) else tv_key
+
+
+@register("alexnet_star_gap_release")
+def alexnet_star_gap_release(
+    num_classes: int, pool: str = "avg", dropout: float = 0.0, pretrained: bool = False, weights_path=None, **_
+) -> AddedConvNet:
+    """AlexNet*-GAP as in the official release ("AlexNet+"): 11x11 CAM at 224.
+
+    conv1..conv4 kept; conv5 with 384 units (new), pool5 as a 3x3 stride-1 max pool (13 -> 11), two added
+    conv 3x3/1/1 with 512 units, GAP, linear.
+    """
+    features = materialize(torchvision_meta("alexnet").features[:10])  # conv1..conv4 + ReLU: N x 256 x 13 x 13
+    conv5 = added_convs(256, (384,))  # conv5 with 384 units instead of 256
+    added = nn.Sequential(*conv5, nn.MaxPool2d(3, stride=1), *added_convs(384, (512, 512)))  # N x 512 x 11 x 11
+    net = AddedConvNet(features, added, num_classes, pool=pool, dropout=dropout)
+    layout = TorchvisionLayout("alexnet", _release_rename, fresh=("added.", "classifier."))
+    return load_weights(net, "alexnet_star_gap_release", layout, pretrained, weights_path)
+
+
+@register("alexnet")
+def alexnet(
+    num_classes: int, pool: str = "avg", dropout: float = 0.5, pretrained: bool = False, weights_path=None, **_
+) -> FCNet:
+    """The original AlexNet (torchvision's definition) with its FC head: classification only, no CAM."""
+    require_avg_pool(pool, "alexnet")
+    tv = torchvision.models.alexnet(weights=None, dropout=dropout)
+    net = FCNet(tv.features[:12], tv.features[12], tv.avgpool, tv.classifier[:6], new_class_layer(4096, num_classes))
+    layout = TorchvisionLayout("alexnet", fc_rename, class_layer=("fc8.",))
+    return load_weights(net, "alexnet", layout, pretrained, weights_path)

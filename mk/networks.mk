@@ -1,0 +1,66 @@
+# The paper's networks (docs/networks.md): one target per row of Tables 1-2 and the GAP/GMP ablation.
+#
+#   make train-googlenet-gap DATA=/data/ilsvrc ARGS="trainer.devices=4 trainer.strategy=ddp"
+#   make train-vgg-gap DATASET=synthloc       # the same recipe at CPU scale on the embedded benchmark
+#   make ablate-gmp DATASET=synthloc          # GoogLeNet-GAP vs -GMP, identical settings, one table
+#
+# DATA=path sets data.root; DATASET=synthloc merges experiments/datasets/synthloc_cpu.yaml after the
+# network's ILSVRC YAML (any DATASET=name merges experiments/datasets/name_cpu.yaml, else name.yaml,
+# e.g. DATASET=cub DATA=/data/CUB_200_2011); ARGS="key=value ..." come last and win.
+
+DATA ?=
+DATASET ?=
+NET_OVERLAY = $(if $(DATASET),$(or $(firstword $(wildcard experiments/datasets/$(DATASET)_cpu.yaml \
+	experiments/datasets/$(DATASET).yaml)),experiments/datasets/$(DATASET).yaml))
+NET_SUFFIX = $(if $(DATASET),$(DATASET),ilsvrc)
+NET_DATA = $(if $(DATA),data.root=$(DATA))
+ABLATE_GMP_DIR = lightning_logs/ablate_gmp_$(NET_SUFFIX)
+NET_HINT = echo "make: camexp train failed (message above). Without ILSVRC under $(if $(DATA),$(DATA),data/ilsvrc), \
+DATASET=synthloc runs the same recipe on the embedded benchmark, e.g. make $@ DATASET=synthloc." >&2
+
+# $(call net_train,YAML stem,run name,extra overrides[,train options]): one `camexp train`, exit status kept.
+# (Options go before the positional YAML/key=value words: argparse does not take them in between.)
+define net_train
+$(CAMEXP) train $(4) experiments/$(1).yaml $(NET_OVERLAY) name=$(2)_$(NET_SUFFIX) $(3) $(NET_DATA) $(ARGS) \
+	|| { rc=$$?; $(if $(DATASET),,$(NET_HINT);) exit $$rc; }
+endef
+
+NETWORK_TARGETS = train-alexnet-gap train-alexnet-star-gap train-vgg-gap train-googlenet-gap train-googlenet-gmp \
+	train-nin train-alexnet train-vgg16 train-googlenet
+.PHONY: $(NETWORK_TARGETS) ablate-gmp bench-networks check-dataset
+
+check-dataset:
+	@$(if $(NET_OVERLAY),test -f $(NET_OVERLAY) || { echo "make: no overlay $(NET_OVERLAY) for DATASET=$(DATASET); \
+	known: $$(ls experiments/datasets | sed 's/\(_cpu\)\?.yaml//' | tr '\n' ' ')" >&2; exit 2; })
+
+train-alexnet-gap: $(STAMP) check-dataset
+	$(call net_train,alexnet_gap,alexnet_gap)
+train-alexnet-star-gap: $(STAMP) check-dataset
+	$(call net_train,alexnet_star_gap,alexnet_star_gap)
+train-vgg-gap: $(STAMP) check-dataset
+	$(call net_train,vgg16_gap,vgg16_gap)
+train-googlenet-gap: $(STAMP) check-dataset
+	$(call net_train,googlenet_gap,googlenet_gap)
+# GMP is GoogLeNet-GAP with one visible override, not a copied file.
+train-googlenet-gmp: $(STAMP) check-dataset
+	$(call net_train,googlenet_gap,googlenet_gmp,model.pool=max)
+train-nin: $(STAMP) check-dataset
+	$(call net_train,nin,nin)
+train-alexnet: $(STAMP) check-dataset
+	$(call net_train,alexnet,alexnet)
+train-vgg16: $(STAMP) check-dataset
+	$(call net_train,vgg16,vgg16)
+train-googlenet: $(STAMP) check-dataset
+	$(call net_train,googlenet,googlenet)
+
+# Both runs share every setting but model.pool; the table lands in $(ABLATE_GMP_DIR)/table.md too.
+ablate-gmp: $(STAMP) check-dataset
+	@mkdir -p $(ABLATE_GMP_DIR)
+	$(call net_train,googlenet_gap,googlenet_gap,model.pool=avg,--run-dir-file $(ABLATE_GMP_DIR)/gap.run)
+	$(call net_train,googlenet_gap,googlenet_gmp,model.pool=max,--run-dir-file $(ABLATE_GMP_DIR)/gmp.run)
+	set -o pipefail; $(CAMEXP) compare $$(cat $(ABLATE_GMP_DIR)/gap.run) $$(cat $(ABLATE_GMP_DIR)/gmp.run) \
+		--labels GoogLeNet-GAP GoogLeNet-GMP | tee $(ABLATE_GMP_DIR)/table.md
+
+# The full network benchmark (`make bench` runs its --quick form among the others).
+bench-networks: $(STAMP)
+	$(PY) benchmarks/bench_networks.py $(if $(QUICK),--quick)
