@@ -41,19 +41,25 @@ PAPER_NAMES = {
     "alexnet": "AlexNet",
     "nin": "NIN",
     "googlenet_gmp": "GoogLeNet-GMP",
+    "backprop_alexnet": "Backprop on AlexNet",
+    "backprop_vgg16": "Backprop on VGGnet",
+    "backprop_googlenet": "Backprop on GoogLeNet",
 }
 
 
-def paper_key(network: str, pool: str = "avg") -> str:
-    """Registry name -> paper table key (googlenet_gap with pool=max is the paper's GoogLeNet-GMP)."""
+def paper_key(network: str, pool: str = "avg", method: str = "cam") -> str:
+    """Registry name -> paper table key (googlenet_gap with pool=max is the paper's GoogLeNet-GMP;
+    eval.method=backprop on alexnet / vgg16 / googlenet is the "Backprop on ..." row)."""
+    if method == "backprop":
+        return f"backprop_{network}"
     if network == "googlenet_gap" and pool == "max":
         return "googlenet_gmp"
     return network
 
 
-def paper_errors(network: str, pool: str = "avg") -> dict[str, float]:
+def paper_errors(network: str, pool: str = "avg", method: str = "cam") -> dict[str, float]:
     """{metric: paper error %} for a network, in the keys our logs use (empty if the paper has no row)."""
-    key = paper_key(network, pool)
+    key = paper_key(network, pool, method)
     out: dict[str, float] = {}
     if key in CLASSIFICATION_ERROR:
         out["acc_top1"], out["acc_top5"] = CLASSIFICATION_ERROR[key]

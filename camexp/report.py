@@ -20,10 +20,12 @@ ROWS = (
 )
 
 
-def results_table(metrics: dict[str, float], split: str = "val", network: str = "", pool: str = "avg") -> str:
+def results_table(
+    metrics: dict[str, float], split: str = "val", network: str = "", pool: str = "avg", method: str = "cam"
+) -> str:
     """Markdown table of one run's metrics (keys like 'val/acc_top1', fractions in [0, 1])."""
-    paper = paper_errors(network, pool)
-    paper_col = PAPER_NAMES.get(paper_key(network, pool))
+    paper = paper_errors(network, pool, method)
+    paper_col = PAPER_NAMES.get(paper_key(network, pool, method))
     header = "| metric | accuracy % | error % |" + (f" paper {paper_col} error % (ILSVRC) |" if paper_col else "")
     lines = [header, "|---|---:|---:|" + ("---:|" if paper_col else "")]
     for key, label in ROWS:

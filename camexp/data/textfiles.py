@@ -1,27 +1,8 @@
-"""Reading the plain-text index files datasets ship with, so every failure names the file and line."""
+"""The text-file helpers of the DataModules. They live in camexp.textfiles, which is torch-free, so that
+`camexp evaluate-maps` shares them without importing this package."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from camexp.textfiles import line_error, read_lines
 
-from camexp.errors import DatasetError
-
-
-def read_lines(path: Path, help_text: str, what: str = "index file") -> list[tuple[int, str]]:
-    """Non-blank lines (stripped) with their 1-based line numbers. A missing or undecodable file is
-    a DatasetError naming it and saying which layout was expected (`help_text`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"Missing {what} {path}. {help_text}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        line_no = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise DatasetError(f"{path} line {line_no} is not UTF-8 text ({err.reason}). {help_text}") from err
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-
-
-def line_error(path: Path, line_no: int, line: str, reason: str, help_text: str = "") -> DatasetError:
-    """The one-paragraph error for a malformed line."""
-    shown = line if len(line) <= 200 else line[:200] + "..."
-    return DatasetError(f"Malformed line {line_no} in {path}: {shown!r} ({reason}). {help_text}".rstrip())
+__all__ = ["line_error", "read_lines"]
