@@ -35,6 +35,13 @@ train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Speed goals live here, never in tests. Each script prints its table and the goal it checks.
+bench: $(STAMP)
+	$(PY) benchmarks/bench_networks.py --quick
+	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_wsoleval.py
+	$(PY) benchmarks/bench_callback.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check camexp tests
 

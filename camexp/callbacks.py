@@ -6,21 +6,28 @@ It asks nothing of the model but the `{"logits", "features"}` dict that `validat
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
+from torch import Tensor
 from torchmetrics.aggregation import SumMetric
 
 from camexp import viz
+from camexp import wsoleval as W
+from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS, PerClassLocalization, ThresholdCurve
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
 from camexp.localization import best_iou_per_image, boxes_from_cams, heuristic_top5_hits
-from camexp.metrics import CAMLocalizationMetrics
+from camexp.metrics import CAMLocalizationMetrics, MaxBoxAcc, PxAP, wsoleval_gt_boxes, wsoleval_scoremaps
 from camexp.saliency import gradient_saliency
 
 try:  # Lightning >= 2.1 marks hook overrides; fall back to a no-op decorator
@@ -28,6 +35,33 @@ try:  # Lightning >= 2.1 marks hook overrides; fall back to a no-op decorator
 except ImportError:  # pragma: no cover
     def override(fn):  # type: ignore[no-redef]
         return fn
+
+
+
+@dataclass
+class OverlaySample:
+    """One image picked for the overlays: what a logger needs to draw it its own way (e.g. W&B boxes)."""
+
+    image: np.ndarray  # H x W x 3 uint8 RGB (network input, denormalized)
+    cam: np.ndarray  # H x W in [0, 1], the GT class's map
+    pred_box: np.ndarray | None  # xyxy from the GT class's CAM (the paper's rule)
+    gt_boxes: np.ndarray | None  # B x 4 xyxy
+    label: int
+    predicted: int
+
+
+@dataclass
+class EvaluationSummary:
+    """What one validation/test pass produced, synced over ranks; dashboards publish it (camexp/dashboards.py)."""
+
+    split: str
+    epoch: int
+    step: int
+    metrics: dict[str, float]
+    class_names: list[str]
+    per_class: dict[str, list[float]]  # images, acc_top1, loc_top1, loc_gt_known: one value per class
+    curve: dict[str, list[float]]  # thresholds, loc_gt_known: localization accuracy vs CAM threshold
+    samples: list[OverlaySample] = field(default_factory=list)  # rank 0 only
 
 
 class CAMCallback(Callback):
@@ -41,11 +75,22 @@ class CAMCallback(Callback):
         num_overlays: int = 16,
         method: str = "cam",
         heuristic_top5: bool = True,
+        protocol: str = "paper",
+        box_thresholds: int = 100,
+        wsoleval_size: int = 224,
     ) -> None:
         """method: "cam" (CAMs from the step's features) or "backprop" (the paper's gradient-saliency
-        baseline; needs Trainer(inference_mode=False)). heuristic_top5: also score Table 3's five boxes."""
+        baseline; needs Trainer(inference_mode=False)). heuristic_top5: also score Table 3's five boxes.
+        protocol="wsoleval" adds MaxBoxAcc, MaxBoxAccV2 and PxAP (Choe et al. 2020) in a wsoleval_size
+        frame: over box_thresholds thresholds while fitting, the reference 1000 in validate / test."""
         if method not in ("cam", "backprop"):
             raise ValueError(f"method must be 'cam' or 'backprop', got {method!r}")
+        if protocol not in ("paper", "wsoleval"):
+            raise ValueError(f"protocol must be 'paper' or 'wsoleval', got {protocol!r}")
+        self.protocol, self.box_thresholds, self.wsoleval_size = protocol, box_thresholds, wsoleval_size
+        self.wsoleval: dict[str, tuple[MaxBoxAcc, PxAP]] = {}  # per split, made at each epoch start
+        self.last_box_curves: dict[str, dict[str, Tensor]] = {}  # MaxBoxAcc accuracy-vs-threshold curves
+        self._warned_boxes = False
         self.method = method
         self.heuristic_top5 = heuristic_top5 and method == "cam"
         self.class_names = list(class_names)
@@ -55,6 +100,12 @@ class CAMCallback(Callback):
         self.iou_threshold = iou_threshold
         self.metrics = {split: CAMLocalizationMetrics(iou_threshold, self.heuristic_top5) for split in ("val", "test")}
         self.skipped = {split: SumMetric() for split in ("val", "test")}
+        num_classes = len(self.class_names)
+        self.per_class = {split: PerClassLocalization(num_classes, iou_threshold) for split in ("val", "test")}
+        curve = sorted(set(DEFAULT_CURVE_THRESHOLDS) | {cam_threshold})
+        self.curves = {split: ThresholdCurve(curve, iou_threshold) for split in ("val", "test")}
+        self._samples: list[OverlaySample] = []
+        self.last_summary: dict[str, EvaluationSummary] = {}
         self._tiles: list[np.ndarray] = []
         self._overlay_stride = 1
         self.last_overlay_path: Path | None = None
@@ -69,11 +120,15 @@ class CAMCallback(Callback):
         logits, features, labels = outputs["logits"], outputs["features"], batch["label"]
         size = batch["image"].shape[-2:]
         gt_class_iou = heuristic_hits = None
-        cams = pred_boxes = None
+        cams = pred_boxes = raw = None
         if self.method == "backprop":
-            cams = normalize_cams(gradient_saliency(pl_module, batch["image"], labels))
+            raw = gradient_saliency(pl_module, batch["image"], labels)
+            cams = normalize_cams(raw)
         elif getattr(pl_module, "cam_capable", False):
-            cams = normalize_cams(upsample_cams(class_activation_maps(features, pl_module.class_weights, labels), size))
+            raw = class_activation_maps(features, pl_module.class_weights, labels)  # N x h x w, unnormalized
+            cams = normalize_cams(upsample_cams(raw, size))
+        if raw is not None and split in self.wsoleval:
+            self._update_wsoleval(split, raw, batch)
         if cams is not None and "boxes" in batch:
             pred_boxes = boxes_from_cams(cams, self.cam_threshold)
             gt_class_iou = best_iou_per_image(pred_boxes, batch["boxes"], batch["box_count"])
@@ -90,8 +145,60 @@ class CAMCallback(Callback):
                         self.iou_threshold,
                     )
         metric.update(logits, labels, gt_class_iou, heuristic_hits)
+        self.per_class[split].to(pl_module.device).update(logits, labels, gt_class_iou)
+        if pred_boxes is not None:
+            self.curves[split].to(pl_module.device).update(cams, batch["boxes"], batch["box_count"])
         if cams is not None and len(self._tiles) < self.num_overlays and pl_module.global_rank == 0:
             self._collect_tiles(batch, logits, cams, pred_boxes)
+
+    def _update_wsoleval(self, split: str, raw: Tensor, batch: dict[str, Any]) -> None:
+        """wsoleval protocol from the raw maps (before our min-max): bicubic resize to the eval frame and
+        min-max there (normalize_scoremap); GT boxes scaled from original pixels as the reference does."""
+        box_metric, pixel_metric = self.wsoleval[split]
+        size = self.wsoleval_size
+        scoremaps = wsoleval_scoremaps(raw, size)
+        counts = batch.get("box_count")
+        if counts is not None and bool((counts > 0).any()):
+            if "orig_boxes" in batch:
+                gt = wsoleval_gt_boxes(batch["orig_boxes"], counts, batch["orig_size"], size)
+            else:  # boxes only in the input frame: int(x * size / S), close to but not the reference's numbers
+                if not self._warned_boxes:
+                    rank_zero_warn("Batches lack orig_boxes/orig_size: MaxBoxAcc scales the input-frame boxes.")
+                    self._warned_boxes = True
+                input_size = torch.tensor(batch["image"].shape[-1:-3:-1]).expand(len(counts), 2)
+                gt = wsoleval_gt_boxes(batch["boxes"], counts, input_size, size)
+            keep = (counts > 0).nonzero().flatten().tolist()
+            box_metric.update(scoremaps[keep], [gt[i] for i in keep])
+        if "mask" in batch:  # 1 foreground, 0 background, 255 ignored (wsoleval's MaskEvaluator)
+            masks = batch["mask"].cpu().numpy().astype(np.uint8)
+            if "mask_ignore" in batch:
+                masks[batch["mask_ignore"].cpu().numpy().astype(bool)] = 255
+            if masks.shape[-2:] != (size, size):
+                masks = np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in masks])
+            pixel_metric.update(scoremaps, masks)
+
+    def _start_wsoleval(self, split: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.protocol != "wsoleval":
+            return
+        fitting = trainer.state.fn == TrainerFn.FITTING
+        grid = self.box_thresholds if fitting else round(1 / W.CAM_CURVE_INTERVAL)
+        metrics = (MaxBoxAcc(grid, size=self.wsoleval_size), PxAP(grid))
+        self.wsoleval[split] = tuple(m.to(pl_module.device) for m in metrics)
+
+    def _wsoleval_values(self, split: str) -> dict[str, Tensor]:
+        """The synced wsoleval numbers of this epoch (fractions), and its curves in `last_box_curves`."""
+        if split not in self.wsoleval:
+            return {}
+        box_metric, pixel_metric = self.wsoleval.pop(split)
+        values: dict[str, Tensor] = {}
+        boxes = box_metric.compute()  # synced across ranks
+        if box_metric.num_images > 0:
+            values.update({f"{split}/{k}": v.float() for k, v in boxes.items()})
+            self.last_box_curves[split] = {"thresholds": box_metric.thresholds, "curves": box_metric.curves().cpu()}
+        pxap = pixel_metric.compute()
+        if not torch.isnan(pxap):
+            values[f"{split}/pxap"] = pxap.float()
+        return values
 
     def _collect_tiles(self, batch, logits, cams, pred_boxes) -> None:
         """Overlays of every `_overlay_stride`-th image, so the grid spans the (class-sorted) split."""
@@ -107,7 +214,9 @@ class CAMCallback(Callback):
             box = pred_boxes[i].numpy() if pred_boxes is not None else None
             mark = "ok" if predicted[i] == label else f"pred {self._name(predicted[i])}"
             caption = f"{self._name(label)} ({mark})"
-            self._tiles.append(viz.overlay_tile(images[j], cams[i].cpu().numpy(), box, gt, caption))
+            cam = cams[i].cpu().numpy()
+            self._tiles.append(viz.overlay_tile(images[j], cam, box, gt, caption))
+            self._samples.append(OverlaySample(images[j], cam, box, gt, label, predicted[i]))
 
     def _name(self, class_index: int) -> str:
         """Class name without CUB's 'NNN.' prefix."""
@@ -125,7 +234,7 @@ class CAMCallback(Callback):
 
     # -- per epoch -----------------------------------------------------------------------------
     def _start(self, loaders) -> None:
-        self._tiles = []
+        self._tiles, self._samples = [], []
         loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
         size = len(loader.dataset) if loader is not None and hasattr(loader, "dataset") else 0
         self._overlay_stride = max(1, size // max(1, self.num_overlays))
@@ -133,10 +242,13 @@ class CAMCallback(Callback):
     @override
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._start(trainer.val_dataloaders)
+        if not trainer.sanity_checking:
+            self._start_wsoleval("val", trainer, pl_module)
 
     @override
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self._start(trainer.test_dataloaders)
+        self._start_wsoleval("test", trainer, pl_module)
 
     def _finish(self, split: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metric = self.metrics[split]
@@ -145,19 +257,29 @@ class CAMCallback(Callback):
         values = {f"{split}/{k}": v.float() for k, v in metric.compute().items()}  # synced across ranks
         skipped = self.skipped[split].compute()
         values[f"{split}/skipped_images"] = skipped.float()
+        values.update(self._wsoleval_values(split))  # protocol=wsoleval: maxboxacc, maxboxacc_v2, pxap
         for key, value in values.items():  # already synced: no second reduction
             pl_module.log(key, value, prog_bar=key.endswith(("/acc_top1", "/loc_top1")), sync_dist=False)
         self.last_results = {k: float(v) for k, v in values.items()}
-        metric.reset()
-        self.skipped[split].reset()
-        self._write_overlays(split, trainer)
+        with warnings.catch_warnings():  # box-less data never updates the curve; it still syncs (DDP) and is empty
+            warnings.filterwarnings("ignore", message=r"The ``compute`` method of metric")
+            per_class = {k: v.cpu().tolist() for k, v in self.per_class[split].compute().items()}
+            curve = {k: v.cpu().tolist() for k, v in self.curves[split].compute().items()}
+        names = [self._name(i) for i in range(len(self.class_names))]
+        self.last_summary[split] = EvaluationSummary(
+            split, trainer.current_epoch, trainer.global_step, dict(self.last_results), names, per_class, curve,
+            list(self._samples),
+        )
+        for state in (metric, self.skipped[split], self.per_class[split], self.curves[split]):
+            state.reset()
+        out_dir = Path(trainer.log_dir or trainer.default_root_dir) / "overlays"  # every rank: log_dir broadcasts
+        self._write_overlays(split, trainer, out_dir)
 
     @rank_zero_only
-    def _write_overlays(self, split: str, trainer: pl.Trainer) -> None:
+    def _write_overlays(self, split: str, trainer: pl.Trainer, out_dir: Path) -> None:
         if not self._tiles:
             return
         picture = viz.grid(self._tiles, columns=8)
-        out_dir = Path(trainer.log_dir or trainer.default_root_dir) / "overlays"
         self.last_overlay_path = viz.save_png(picture, out_dir / f"{split}_epoch{trainer.current_epoch:03d}.png")
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)

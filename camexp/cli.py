@@ -1,4 +1,4 @@
-"""`camexp train | synth | compare | report ...` (also `python -m camexp`)."""
+"""`camexp train | validate | synth | compare | report ...` (also `python -m camexp`)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from camexp.cli_evaluate import add_evaluate_parsers
 from camexp.errors import CamexpError, user_message
 
 
@@ -23,6 +24,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     files, overrides = _split_configs(args.config)
     cfg = config.load(files, overrides)
     train(cfg, run_dir_file=args.run_dir_file)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from camexp.train import validate
+
+    files, overrides = _split_configs(args.config)
+    validate(args.checkpoint, overrides, files, out=args.out)
     return 0
 
 
@@ -51,8 +60,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     results = read_results(args.run_dir)
     cfg_path = Path(args.run_dir) / "config.yaml"
-    model = OmegaConf.load(cfg_path).model if cfg_path.is_file() else {"name": "", "pool": "avg"}
-    print(results_table(results, args.split, model["name"], model["pool"]))
+    run_cfg = OmegaConf.load(cfg_path) if cfg_path.is_file() else OmegaConf.create()
+    model = run_cfg.get("model", {"name": "", "pool": "avg"})
+    method = run_cfg.get("eval", {}).get("method", "cam")
+    print(results_table(results, args.split, model["name"], model["pool"], method))
     return 0
 
 
@@ -64,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="+", help="experiments/NAME.yaml [MORE.yaml ...] [key=value ...]")
     p.add_argument("--run-dir-file", help="write the run directory path into this file when done")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("validate", help="evaluate a checkpoint on the validation split (1..N processes)")
+    p.add_argument("checkpoint", help="a .ckpt file written by `camexp train`")
+    p.add_argument("config", nargs="*", help="[experiments/NAME.yaml] [key=value ...] (default: the run's config.yaml)")
+    p.add_argument("--out", help="also write the metrics as JSON into this file")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("synth", help="generate the SynthLoc benchmark in the CUB-200-2011 layout")
     p.add_argument("--out", required=True)
@@ -83,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--split", default="val")
     p.set_defaults(func=cmd_report)
+
+    add_evaluate_parsers(sub)  # `evaluate`, `evaluate-maps` (camexp/cli_evaluate.py)
     return parser
 
 

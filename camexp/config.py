@@ -93,6 +93,7 @@ class TrainerConfig:
     num_sanity_val_steps: int = 0
     gradient_clip_val: float | None = None
     enable_progress_bar: bool = True
+    checkpoint_every_n_steps: int = 500  # also checkpoint every N optimizer steps (two newest kept; 0: off)
 
 
 @dataclass
@@ -104,6 +105,9 @@ class EvalConfig:
     iou_threshold: float = 0.5
     num_overlays: int = 16  # CAM overlays logged per validation
     box_thresholds: int = 100  # threshold grid size for MaxBoxAcc during training-time validation
+    # protocol=wsoleval: MaxBoxAcc/PxAP in a wsoleval_size^2 frame (reference: 224), raw CAM resized bicubically;
+    # training-time validation uses the box_thresholds grid, `validate`/`test` the reference 1000-threshold grid.
+    wsoleval_size: int = 224
 
 
 @dataclass
@@ -126,7 +130,7 @@ class LoggerConfig:
 class ExperimentConfig:
     name: str = "synthloc_gap"
     seed: int = 0
-    resume: str | None = None  # "last" or a checkpoint path
+    resume: str | None = None  # "last" (newest checkpoint of this experiment), "auto" (last, or a fresh start), a path
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -11,13 +15,15 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
-from camexp import config, data
+from camexp import config, data, faults
 from camexp.callbacks import CAMCallback
+from camexp.dashboards import EvaluationDashboards
 from camexp.errors import CamexpError
 from camexp.models import CAMNet
 from camexp.report import results_table, write_results
 
-RUN_DIR_ENV = "CAMEXP_RUN_DIR"  # set by rank 0 so DDP worker processes log into the same run
+RUN_DIR_ENV = "CAMEXP_RUN_DIR"  # the run directory: set by rank 0 for the DDP workers it starts, or by a launch script
+RESUME_ENV = "CAMEXP_RESUME_CKPT"  # the checkpoint rank 0 resumes from ("" for none), for its DDP workers
 
 
 def build_model(cfg: DictConfig, num_classes: int, class_names: list[str]) -> CAMNet:
@@ -40,45 +46,117 @@ def _versions(experiment_dir: Path) -> list[int]:
     return sorted(int(v) for v in found if v.isdigit())
 
 
+def external_launch_name() -> str | None:
+    """A run name that every process of an externally launched job (srun, torchrun) computes alike.
+
+    Those processes start together and cannot ask rank 0 which version_N it picked, so the name comes
+    from the job: slurm_<job id> or torchrun_<run id>. None when Lightning starts the processes itself.
+    """
+    tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    if tasks > 1 and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive") and "SLURM_JOB_ID" in os.environ:
+        return f"slurm_{os.environ['SLURM_JOB_ID']}"
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and "TORCHELASTIC_RUN_ID" in os.environ:
+        run_id = os.environ["TORCHELASTIC_RUN_ID"]
+        if run_id in ("", "none"):
+            raise CamexpError(
+                "torchrun started this run without a run id, so its processes cannot agree on a run directory. "
+                "Pass --standalone (one node) or --rdzv-id=<unique id> (several nodes), "
+                f"or export {RUN_DIR_ENV}=<run dir> for every process."
+            )
+        return f"torchrun_{run_id}"
+    return None
+
+
 def resolve_run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
     """The run directory (save_dir/name/version_N) and the checkpoint to resume from, if any.
 
-    resume=last continues the newest version of this experiment that has a last.ckpt;
-    resume=PATH resumes that checkpoint in its own run directory.
+    resume=last continues from the newest checkpoint of this experiment (last.ckpt or a step
+    checkpoint; a damaged newest file is skipped with a warning naming it); resume=auto does the
+    same, or starts afresh when there is none (for requeued jobs); resume=PATH resumes that file in
+    its own run directory, and fails with a message naming it if it is damaged. DDP worker processes
+    started by Lightning take what rank 0 chose (RUN_DIR_ENV, RESUME_ENV).
     """
-    if os.environ.get(RUN_DIR_ENV):  # a DDP worker: rank 0 already decided
-        run_dir = Path(os.environ[RUN_DIR_ENV])
-        resume = cfg.resume
-        ckpt = str(run_dir / "checkpoints" / "last.ckpt") if resume == "last" else resume
-        return run_dir, ckpt
     experiment_dir = Path(cfg.logger.save_dir) / cfg.name
-    if cfg.resume == "last":
-        for version in reversed(_versions(experiment_dir)):
-            candidate = experiment_dir / f"version_{version}" / "checkpoints" / "last.ckpt"
-            if candidate.is_file():
-                return candidate.parent.parent, str(candidate)
-        raise CamexpError(
-            f"resume=last but no checkpoint was found under {experiment_dir}/version_*/checkpoints/last.ckpt. "
-            f"Start the run without resume, or pass resume=PATH/TO.ckpt."
-        )
-    if cfg.resume:
-        ckpt = Path(cfg.resume)
-        if not ckpt.is_file():
-            raise CamexpError(f"resume={cfg.resume}: no such checkpoint file.")
-        return ckpt.parent.parent, str(ckpt)
+    fixed = os.environ.get(RUN_DIR_ENV)
+    if fixed and RESUME_ENV in os.environ:  # a worker process: rank 0 already decided
+        return Path(fixed), os.environ[RESUME_ENV] or None
+    if cfg.resume in ("last", "auto"):
+        run_dir = Path(fixed) if fixed else faults.newest_run_with_checkpoint(experiment_dir)
+        ckpt = faults.newest_valid_checkpoint(run_dir) if run_dir else None
+        if ckpt is not None:
+            return run_dir, str(ckpt)
+        if cfg.resume == "last":
+            where = run_dir / "checkpoints" if run_dir else experiment_dir / "*" / "checkpoints"
+            raise CamexpError(
+                f"resume=last but no valid checkpoint was found in {where}. "
+                f"Start the run without resume (or with resume=auto), or pass resume=PATH/TO.ckpt."
+            )
+    elif cfg.resume:
+        ckpt = faults.check_checkpoint(cfg.resume)
+        return (Path(fixed) if fixed else ckpt.parent.parent), str(ckpt)
+    if fixed:
+        return Path(fixed), None
+    launch = external_launch_name()
+    if launch:
+        return experiment_dir / launch, None
     versions = _versions(experiment_dir)
     return experiment_dir / f"version_{versions[-1] + 1 if versions else 0}", None
 
 
+def quiet_synced_metric_warnings() -> None:
+    """CAMCallback logs val/test values that its torchmetrics already reduced over the ranks; Lightning's
+    advice to log them with sync_dist=True would reduce them twice, so silence it for those keys."""
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\('(val|test)/")
+
+
+@contextlib.contextmanager
+def shared_with_workers(run_dir: Path, ckpt_path: str | None) -> Iterator[None]:
+    """Tell the DDP worker processes that Lightning starts (they re-run this command) which run
+    directory and checkpoint rank 0 chose; restore the environment afterwards."""
+    saved = {key: os.environ.get(key) for key in (RUN_DIR_ENV, RESUME_ENV)}
+    os.environ[RUN_DIR_ENV], os.environ[RESUME_ENV] = str(run_dir), ckpt_path or ""
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+    """TensorBoard (default) and, with logger.wandb.enabled=true, Weights & Biases beside it."""
     loggers: list[Logger] = []
     if cfg.logger.tensorboard:
         loggers.append(TensorBoardLogger(str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name))
+    w = cfg.logger.wandb
+    if w.enabled:
+        from camexp.wandb_logging import build_wandb_logger  # imports wandb: only when enabled
+
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        loggers.append(build_wandb_logger(run_dir, resolved, w.project, w.entity, list(w.tags), w.log_model))
     return loggers
+
+
+def build_cam_callback(cfg: DictConfig, datamodule: data.CAMDataModule) -> CAMCallback:
+    return CAMCallback(
+        datamodule.class_names,
+        *datamodule.mean_std,
+        cam_threshold=cfg.eval.cam_threshold,
+        iou_threshold=cfg.eval.iou_threshold,
+        num_overlays=cfg.eval.num_overlays,
+        method=cfg.eval.method,
+        heuristic_top5=cfg.eval.heuristic_top5,
+        protocol=cfg.eval.protocol,
+        box_thresholds=cfg.eval.box_thresholds,
+        wsoleval_size=cfg.eval.wsoleval_size,
+    )
 
 
 def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
     started = time.time()
+    quiet_synced_metric_warnings()
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = data.build(cfg.data, str(config.data_root(cfg)), seed=cfg.seed)
@@ -88,27 +166,37 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
 
     model = build_model(cfg, num_classes, datamodule.class_names)
 
-    inherited_run_dir = bool(os.environ.get(RUN_DIR_ENV))
     run_dir, ckpt_path = resolve_run_dir(cfg)
-    os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers re-run this command and inherit it
-    cam_callback = CAMCallback(
-        datamodule.class_names,
-        *datamodule.mean_std,
-        cam_threshold=cfg.eval.cam_threshold,
-        iou_threshold=cfg.eval.iou_threshold,
-        num_overlays=cfg.eval.num_overlays,
-        method=cfg.eval.method,
-        heuristic_top5=cfg.eval.heuristic_top5,
-    )
-    checkpoints = ModelCheckpoint(
+    cam_callback = build_cam_callback(cfg, datamodule)
+    best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="epoch{epoch:03d}",
         auto_insert_metric_name=False,
         monitor="val/acc_top1",
         mode="max",
-        save_last=True,
     )
-    callbacks = [cam_callback, checkpoints, LearningRateMonitor(logging_interval="step")]
+    # last.ckpt after every epoch (Lightning 2.6's save_last=True only follows improvements of the monitor).
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
+    callbacks = [
+        cam_callback,
+        EvaluationDashboards(cam_callback),  # per-class table, threshold curve (and W&B media) from cam_callback
+        best,
+        checkpoints,
+        faults.ExactResume(),  # a resumed run continues the data order and random stream where they were
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if cfg.trainer.checkpoint_every_n_steps > 0:  # a kill mid-epoch loses at most this many steps
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="step{step:07d}",
+                auto_insert_metric_name=False,
+                monitor="step",
+                mode="max",
+                save_top_k=2,  # the newest and the one before it
+                every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
+            )
+        )
     loggers = build_loggers(cfg, run_dir)
 
     t = cfg.trainer
@@ -133,24 +221,39 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
         default_root_dir=str(run_dir),
         use_distributed_sampler=False,  # the DataModule shards itself (exact evaluation, data/samplers.py)
         inference_mode=cfg.eval.method != "backprop",  # gradient saliency needs autograd in validation
+        plugins=[faults.AtomicCheckpointIO()],  # write + rename in the checkpoint folder: a kill keeps the old file
     )
+    wandb_logger = next((lg for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
     if trainer.is_global_zero:
         config.save(cfg, run_dir / "config.yaml")
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    finally:
-        if not inherited_run_dir:  # the next train() in this process starts a new run
-            os.environ.pop(RUN_DIR_ENV, None)
+        faults.remove_stale_temporaries(run_dir)
+        if wandb_logger is not None:
+            from camexp.wandb_logging import remember_run_id
 
-    results = dict(cam_callback.last_results)
-    if trainer.is_global_zero:
-        results["wall_time_s"] = round(time.time() - started, 1)
-        write_results(run_dir, results)
-        table = results_table(results, "val", cfg.model.name, cfg.model.pool)
-        (run_dir / "report.md").write_text(f"# {cfg.name}\n\n{table}\n")
-        if run_dir_file:
-            Path(run_dir_file).write_text(str(run_dir) + "\n")
-        print(_summary(cfg, run_dir, table, checkpoints, cam_callback, results), flush=True)
+            remember_run_id(wandb_logger, run_dir)
+    try:
+        with shared_with_workers(run_dir, ckpt_path):  # DDP workers re-run this command and inherit both
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+
+        results = dict(cam_callback.last_results)
+        if trainer.is_global_zero:
+            results["wall_time_s"] = round(time.time() - started, 1)
+            write_results(run_dir, results)
+            table = results_table(results, "val", cfg.model.name, cfg.model.pool, cfg.eval.method)
+            (run_dir / "report.md").write_text(f"# {cfg.name}\n\n{table}\n")
+            if run_dir_file:
+                Path(run_dir_file).write_text(str(run_dir) + "\n")
+            summary = _summary(cfg, run_dir, table, checkpoints, cam_callback, results)
+            if wandb_logger is not None:
+                from camexp.wandb_logging import run_location
+
+                summary += f"\nW&B run       : {run_location(wandb_logger)}"
+            print(summary, flush=True)
+    finally:
+        if wandb_logger is not None and trainer.is_global_zero:
+            from camexp.wandb_logging import finish
+
+            finish()  # the next train() in this process starts a new W&B run
     return results
 
 
@@ -174,3 +277,61 @@ def _summary(cfg, run_dir: Path, table: str, checkpoints: ModelCheckpoint, cam_c
         f"TensorBoard   : tensorboard --logdir {run_dir.parent}",
     ]
     return "\n".join(lines)
+
+
+def validate(
+    ckpt: str | Path, overrides: Sequence[str] = (), files: Sequence[str] = (), out: str | Path | None = None
+) -> dict[str, float]:
+    """Evaluate a checkpoint on the validation split with its run's config.yaml (or the given
+    experiment files) + overrides, on 1..N processes (same metrics). Prints every metric; rank 0
+    writes them as JSON to `out` ({"metrics", "per_class", "curve"}). Overlays go to <run dir>/validate."""
+    quiet_synced_metric_warnings()
+    ckpt = faults.check_checkpoint(ckpt)
+    run_config = ckpt.parent.parent / "config.yaml"
+    if not files and not run_config.is_file():
+        raise CamexpError(
+            f"No config.yaml next to {ckpt} (expected {run_config}). "
+            f"Pass the experiment file: camexp validate {ckpt} experiments/NAME.yaml [key=value ...]."
+        )
+    cfg = config.load(list(files) or [run_config], overrides)
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = data.build(cfg.data, str(config.data_root(cfg)), seed=cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup("validate")
+    datamodule.check_num_classes(cfg.model.num_classes)
+    model = CAMNet.load_from_checkpoint(str(ckpt), map_location="cpu")
+    cam_callback = build_cam_callback(cfg, datamodule)
+
+    t = cfg.trainer
+    trainer = pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        deterministic=t.deterministic,
+        limit_val_batches=t.limit_val_batches,
+        enable_progress_bar=t.enable_progress_bar,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[cam_callback],
+        default_root_dir=str(ckpt.parent.parent / "validate"),
+        use_distributed_sampler=False,
+        inference_mode=cfg.eval.method != "backprop",
+    )
+    logged = trainer.validate(model, datamodule=datamodule, verbose=False)
+    results = {key: float(value) for key, value in (logged[0] if logged else {}).items()}
+    results.update(cam_callback.last_results)
+    results = dict(sorted(results.items()))
+    if trainer.is_global_zero:
+        width = max(map(len, results), default=0)
+        lines = [f"== {ckpt} on {cfg.data.name}/{cfg.data.val_split}, {trainer.world_size} process(es) =="]
+        lines += [f"{key:<{width}}  {value:.10g}" for key, value in results.items()]
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            summary = cam_callback.last_summary.get("val")
+            extra = {"per_class": summary.per_class, "curve": summary.curve} if summary else {}
+            Path(out).write_text(json.dumps({"metrics": results, **extra}, indent=2) + "\n")
+            lines.append(f"metrics written to {out}")
+        print("\n".join(lines), flush=True)
+    return results

@@ -110,9 +110,9 @@ def resize_gt_boxes(
     return (boxes * scale_num / scale_den).astype(np.int64)
 
 
-def _check_scoremap(scoremap: np.ndarray) -> np.ndarray:
+def _check_scoremap(scoremap: np.ndarray, batched: bool = False) -> np.ndarray:
     scoremap = np.asarray(scoremap)
-    if scoremap.ndim != 2:
+    if scoremap.ndim != 2 and not (batched and scoremap.ndim > 2):
         raise ValueError(f"Score map must be a 2-D (H, W) array; got shape {scoremap.shape}.")
     scoremap = scoremap.astype(np.float64, copy=False)
     if np.isnan(scoremap).any():
@@ -165,7 +165,12 @@ def _iou_many(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 class _Levels:
-    """The distinct foreground masks of one quantized map and the threshold -> mask mapping."""
+    """The distinct foreground masks of one quantized map, the threshold -> mask mapping, extents.
+
+    Level ``k`` is the mask ``q >= lowest_value[k]`` (256 for the empty mask); ``extent[k]`` is the
+    inclusive (x0, y0, x1, y1) pixel extent of its foreground, read off the running maxima of the
+    row / column profiles of ``q`` (no mask is built for it).
+    """
 
     def __init__(self, q: np.ndarray, thresholds: np.ndarray):
         self.q = q
@@ -176,108 +181,94 @@ class _Levels:
         # q > c  <=>  q >= (smallest present value above c): one mask per such value.
         group = np.searchsorted(present, cuts, side="right")
         self.keys, self.threshold_to_level = np.unique(group, return_inverse=True)
+        self.threshold_to_level = self.threshold_to_level.reshape(-1)
         self.empty = self.keys == present.size  # no value above the cut: empty mask
         lowest = present[np.minimum(self.keys, present.size - 1)]
-        self.lowest_value = np.where(self.empty, 256, lowest)  # mask = q >= lowest_value
-        self.row_max = q.max(axis=1)
-        self.col_max = q.max(axis=0)
-
-    def foreground_extent(self, level_ids: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-        """Per level, the inclusive pixel extent (x0, y0, x1, y1) of the foreground (non-empty levels)."""
-        lowest = self.lowest_value if level_ids is None else self.lowest_value[level_ids]
-        v = lowest[:, None]
-        in_rows = self.row_max[None, :] >= v
-        in_cols = self.col_max[None, :] >= v
-        y0 = in_rows.argmax(axis=1)
-        y1 = self.height - 1 - in_rows[:, ::-1].argmax(axis=1)
-        x0 = in_cols.argmax(axis=1)
-        x1 = self.width - 1 - in_cols[:, ::-1].argmax(axis=1)
-        return x0, y0, x1, y1
+        self.lowest_value = np.where(self.empty, 256, lowest)
+        v = self.lowest_value
+        row_max, col_max = q.max(axis=1), q.max(axis=0)
+        # First row whose max reaches v = first index where the running max reaches v.
+        y0 = np.searchsorted(np.maximum.accumulate(row_max), v)
+        y1 = self.height - 1 - np.searchsorted(np.maximum.accumulate(row_max[::-1]), v)
+        x0 = np.searchsorted(np.maximum.accumulate(col_max), v)
+        x1 = self.width - 1 - np.searchsorted(np.maximum.accumulate(col_max[::-1]), v)
+        self.extent = np.stack([x0, y0, x1, y1], axis=1)  # meaningless on empty levels
 
     def foreground_boxes(self) -> np.ndarray:
         """Per level, the box that contains every predicted box: the extent, plus one, clipped."""
-        x0, y0, x1, y1 = self.foreground_extent()
-        return np.stack(
-            [x0, y0, np.minimum(x1 + 1, self.width - 1), np.minimum(y1 + 1, self.height - 1)], axis=1
-        ).astype(np.int64)
+        x0, y0, x1, y1 = self.extent.T
+        return np.stack([x0, y0, np.minimum(x1 + 1, self.width - 1), np.minimum(y1 + 1, self.height - 1)], axis=1)
 
-    def contours(self, level_ids: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """OpenCV contours of the given non-empty levels: flat list, per-level counts, crop offsets.
+    def contours(self, level_ids: np.ndarray) -> tuple[list[np.ndarray], list[int]]:
+        """OpenCV contours of the given non-empty levels: flat list and per-level counts.
 
-        Each mask is cropped to its foreground's bounding rows/columns: the zero padding that
-        findContours adds around the crop stands for the empty pixels outside it, so the contours
-        and their order are the full-image ones, shifted by the level's (x0, y0) offset.
+        Each mask is cropped to its foreground extent: the zero padding that findContours adds
+        around the crop stands for the empty pixels outside it, so the contours and their order
+        are the full-image ones, shifted by the level's (x0, y0).
         """
         flat: list[np.ndarray] = []
-        counts = np.zeros(level_ids.size, dtype=np.int64)
+        counts: list[int] = []
         q = self.q
-        x0, y0, x1, y1 = self.foreground_extent(level_ids)
         cuts = (self.lowest_value[level_ids] - 1).tolist()
-        for i, (a, b, c, d) in enumerate(zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), strict=True)):
-            _, mask = cv2.threshold(q[b : d + 1, a : c + 1], cuts[i], 255, cv2.THRESH_BINARY)
+        x0, y0, x1, y1 = (self.extent[level_ids] + [0, 0, 1, 1]).T.tolist()
+        for cut, a, b, c, d in zip(cuts, x0, y0, x1, y1, strict=True):
+            mask = cv2.threshold(q[b:d, a:c], cut, 255, cv2.THRESH_BINARY)[1]
             found = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-            counts[i] = len(found)
-            flat.extend(found)
-        return flat, counts, np.stack([x0, y0], axis=1)
+            counts.append(len(found))
+            flat += found
+        return flat, counts
 
 
-def _segment_starts(counts: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-
-
-def _contour_boxes_and_areas(
-    flat: list[np.ndarray], counts: np.ndarray, offsets: np.ndarray, width: int, height: int, need_area: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Boxes (reference rule) and ``cv2.contourArea`` of every contour, vectorized.
-
-    ``counts`` contours per level, each level's points shifted by its ``offsets`` row (x, y).
-    """
-    lengths = np.fromiter(map(len, flat), dtype=np.int64, count=len(flat))
-    points = np.concatenate(flat).reshape(-1, 2)
-    starts = _segment_starts(lengths)
-    x = points[:, 0].astype(np.int64)
-    y = points[:, 1].astype(np.int64)
-    shift = np.repeat(offsets, counts, axis=0)
-    x0 = np.minimum.reduceat(x, starts) + shift[:, 0]
-    y0 = np.minimum.reduceat(y, starts) + shift[:, 1]
-    x1 = np.maximum.reduceat(x, starts) + shift[:, 0]
-    y1 = np.maximum.reduceat(y, starts) + shift[:, 1]
-    # boundingRect width is max - min + 1, so the reference's x + w is max + 1.
-    boxes = np.stack([x0, y0, np.minimum(x1 + 1, width - 1), np.minimum(y1 + 1, height - 1)], axis=1)
-    if not need_area:
-        return boxes, None
-    # Shoelace: sum of x[i] * y[i+1] - y[i] * x[i+1] along each contour plus its closing edge
-    # (last -> first). Integer sums are exact, like cv2.contourArea's float64 accumulation over
-    # integer points, and translation-invariant, so crop coordinates give the full-image area.
-    ends = starts + lengths - 1
-    cross = np.zeros(x.size, dtype=np.int64)
-    cross[:-1] = x[:-1] * y[1:] - y[:-1] * x[1:]
-    cross[ends] = x[ends] * y[starts] - y[ends] * x[starts]
-    areas = np.abs(np.add.reduceat(cross, starts)) * 0.5
-    return boxes, areas
+def _segment_starts(lengths: np.ndarray) -> np.ndarray:
+    starts = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return starts
 
 
 class _LevelContours:
-    """Boxes (and contour areas) of the contours of some levels, traced once for both rules."""
+    """Boxes (reference rule) and ``cv2.contourArea`` of every contour of some levels, vectorized.
+
+    One findContours pass per level serves both rules; the per-contour work (boundingRect,
+    contourArea) is done for all contours at once with ``reduceat`` over the concatenated points.
+    """
 
     def __init__(self, levels: _Levels, level_ids: np.ndarray, need_area: bool):
-        self.level_ids = level_ids
-        flat, self.counts, offsets = levels.contours(level_ids)
-        self.boxes, self.areas = _contour_boxes_and_areas(
-            flat, self.counts, offsets, levels.width, levels.height, need_area
-        )
-        self.starts = _segment_starts(self.counts)
+        flat, counts = levels.contours(level_ids)
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.starts = _segment_starts(self.counts)  # first contour of each level
+        lengths = np.fromiter(map(len, flat), dtype=np.int64, count=len(flat))
+        points = np.concatenate(flat).reshape(-1, 2)  # int32 crop coordinates
+        x, y = points[:, 0], points[:, 1]
+        starts = _segment_starts(lengths)
+        shift = np.repeat(levels.extent[level_ids, :2], self.counts, axis=0)
+        x0 = np.minimum.reduceat(x, starts) + shift[:, 0]
+        y0 = np.minimum.reduceat(y, starts) + shift[:, 1]
+        # boundingRect width is max - min + 1, so the reference's x + w is max + 1.
+        x1 = np.minimum(np.maximum.reduceat(x, starts) + shift[:, 0] + 1, levels.width - 1)
+        y1 = np.minimum(np.maximum.reduceat(y, starts) + shift[:, 1] + 1, levels.height - 1)
+        self.boxes = np.stack([x0, y0, x1, y1], axis=1)
+        self.areas = None
+        if need_area:
+            # Shoelace as cv2.contourArea: sum of x[i] * y[i+1] - y[i] * x[i+1] along the contour
+            # plus its closing edge, halved. Integer sums are exact, as OpenCV's float64 sum over
+            # integer points is, and translation-invariant, so crop coordinates give the same area.
+            ends = starts + lengths - 1
+            if max(levels.width, levels.height) > 32767:  # int32 cross terms could overflow
+                x, y = x.astype(np.int64), y.astype(np.int64)
+            cross = np.empty(x.size, dtype=x.dtype)
+            np.subtract(x[:-1] * y[1:], y[:-1] * x[1:], out=cross[:-1])
+            cross[ends] = x[ends] * y[starts] - y[ends] * x[starts]
+            self.areas = np.abs(np.add.reduceat(cross, starts, dtype=np.int64))
 
     def best_ious(self, gt: np.ndarray, multi_contour: bool) -> np.ndarray:
         """Per traced level: max IoU over all its boxes (V2) or of its largest contour's box (V1)."""
-        ious = _iou_many(self.boxes, gt)
         if multi_contour:
-            return np.maximum.reduceat(ious, self.starts)
+            return np.maximum.reduceat(_iou_many(self.boxes, gt), self.starts)
         # Largest contourArea per level, the first one on ties (Python's max keeps the first).
         largest = np.maximum.reduceat(self.areas, self.starts)
         is_largest = self.areas == np.repeat(largest, self.counts)
         index = np.where(is_largest, np.arange(self.areas.size), self.areas.size)
-        return ious[np.minimum.reduceat(index, self.starts)]
+        return _iou_many(self.boxes[np.minimum.reduceat(index, self.starts)], gt)
 
 
 def _best_ious_per_level(levels: _Levels, gt: np.ndarray, rules: Sequence[tuple[bool, np.ndarray]]) -> list[np.ndarray]:
@@ -473,9 +464,10 @@ def pixel_histograms(
 
     ``mask`` is the reference's (H, W) GT mask: 1 foreground, 0 background, any other value
     (255) ignored; a bool mask means True foreground, False background. Bins as the reference
-    (``histogram_edges``); summing the histograms over images gives its score histograms.
+    (``histogram_edges``); summing the histograms over images gives its score histograms, so a
+    batch (N, H, W) with masks of the same shape gives the batch's sum in one call.
     """
-    scoremap = _check_scoremap(scoremap)
+    scoremap = _check_scoremap(scoremap, batched=True)
     mask = np.asarray(mask)
     if mask.shape != scoremap.shape:
         raise ValueError(f"Mask shape {mask.shape} differs from score map shape {scoremap.shape}.")

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from camexp.localization import best_iou_per_image, boxes_from_cams, iou, largest_component_box
+from camexp.localization import best_iou_per_image, box_hits_sweep, boxes_from_cams, iou, largest_component_box
 
 
 def test_two_blobs_the_larger_wins():
@@ -118,3 +118,40 @@ def test_heuristic_top5_interleaves_loose_and_tight():
     gt = torch.tensor([[[8.0, 8, 48, 48]], [[8.0, 8, 48, 48]]])
     hits = heuristic_top5_hits(cams, top3, labels, gt, torch.tensor([1, 1]))
     assert hits.tolist() == [True, False]
+
+
+def _full_image_boxes(cams: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The paper rule by its definition: the whole mask labeled at once (no crop)."""
+    low = cams.flatten(1).amin(1).view(-1, 1, 1)
+    span = cams.flatten(1).amax(1).view(-1, 1, 1) - low
+    masks = ((cams >= low + threshold * span) & (span > 0)).numpy()
+    return torch.from_numpy(np.stack([largest_component_box(m) for m in masks]))
+
+
+def test_cropped_labeling_and_threshold_sweep_equal_the_full_image_rule():
+    """boxes_from_cams labels only the foreground crop, box_hits_sweep also prunes proven misses: both must
+    give the full-image rule's boxes / hits, area ties included (blocky maps have many equal components)."""
+    rng = np.random.default_rng(0)
+    thresholds = [0.0, 0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.0]
+    for trial in range(24):
+        n, h, w = 6, int(rng.integers(5, 40)), int(rng.integers(5, 40))
+        if trial % 3 == 0:  # smooth, CAM-like
+            cams = torch.nn.functional.interpolate(torch.rand(n, 1, 4, 4), size=(h, w), mode="bilinear")[:, 0]
+        elif trial % 3 == 1:  # blocks of 2-3 px: equal-area components everywhere
+            q = int(rng.integers(2, 4))
+            cams = torch.from_numpy(rng.integers(0, 4, (n, h // q + 1, w // q + 1))).float()
+            cams = cams.repeat_interleave(q, 1).repeat_interleave(q, 2)[:, :h, :w]
+        else:  # sparse speckle
+            cams = torch.from_numpy((rng.random((n, h, w)) < 0.3) * rng.integers(1, 3, (n, h, w))).float()
+        cams[0] = 1.0  # constant map: empty box
+        k = 2
+        corners = np.sort(rng.uniform(0, max(h, w), (n, k, 2, 2)), axis=2)
+        gt = torch.from_numpy(corners.transpose(0, 1, 3, 2).reshape(n, k, 4)[..., [0, 2, 1, 3]]).float()
+        counts = torch.from_numpy(rng.integers(0, k + 1, n))
+        for t in thresholds:
+            assert torch.equal(boxes_from_cams(cams, t), _full_image_boxes(cams, t))
+        for iou_threshold in (0.5, 0.3):
+            want = torch.stack(
+                [best_iou_per_image(_full_image_boxes(cams, t), gt, counts) >= iou_threshold for t in thresholds]
+            )
+            assert torch.equal(box_hits_sweep(cams, gt, counts, thresholds, iou_threshold), want)

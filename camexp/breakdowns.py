@@ -1,0 +1,100 @@
+"""Localization broken down for dashboards: per class, and as a function of the CAM threshold.
+
+Both are torchmetrics Metrics whose states are fixed-size sums (`dist_reduce_fx="sum"`): one row per
+class, one bin per threshold. DDP reduction is a sum, so N processes give exactly the counts of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from camexp.localization import box_hits_sweep
+
+# The paper keeps pixels >= 20% of the CAM's max; the curve shows how much that choice matters.
+DEFAULT_CURVE_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+
+_PER_CLASS = ("images", "top1", "boxed", "loc_top1", "gt_known")
+
+
+def per_class_counts(
+    logits: Tensor, labels: Tensor, gt_class_iou: Tensor | None, iou_threshold: float, num_classes: int
+) -> Tensor:
+    """num_classes x 5 counts in `_PER_CLASS` order for one batch (rows indexed by the GT class)."""
+    labels = labels.long()
+    top1 = logits.argmax(1) == labels
+    if gt_class_iou is None:
+        boxed = hit = torch.zeros_like(top1)
+    else:
+        gt_class_iou = gt_class_iou.to(labels.device)
+        boxed, hit = gt_class_iou >= 0, gt_class_iou >= iou_threshold
+    columns = (torch.ones_like(top1), top1, boxed, top1 & hit, hit)
+    counts = torch.zeros(num_classes, len(columns), dtype=torch.float64, device=labels.device)
+    for j, column in enumerate(columns):
+        counts[:, j].index_add_(0, labels, column.to(torch.float64))
+    return counts
+
+
+class PerClassLocalization(Metric):
+    """Images, classification top-1 and localization (top-1, GT-known) counts for every class."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, iou_threshold: float = 0.5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_classes, self.iou_threshold = num_classes, iou_threshold
+        self.add_state("counts", torch.zeros(num_classes, len(_PER_CLASS), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, labels: Tensor, gt_class_iou: Tensor | None = None) -> None:
+        self.counts += per_class_counts(logits, labels, gt_class_iou, self.iou_threshold, self.num_classes)
+
+    def compute(self) -> dict[str, Tensor]:
+        """Per-class vectors: `images` (count) and accuracies (NaN where a class has no image / no box)."""
+        c = {name: self.counts[:, j] for j, name in enumerate(_PER_CLASS)}
+        nan = torch.full_like(c["images"], float("nan"))
+        images, boxed = c["images"], c["boxed"]
+        return {
+            "images": images.clone(),
+            "acc_top1": torch.where(images > 0, c["top1"] / images.clamp_min(1), nan),
+            "loc_top1": torch.where(boxed > 0, c["loc_top1"] / boxed.clamp_min(1), nan),
+            "loc_gt_known": torch.where(boxed > 0, c["gt_known"] / boxed.clamp_min(1), nan),
+        }
+
+
+def threshold_hits(
+    cams: Tensor, gt_boxes: Tensor, gt_counts: Tensor, thresholds: Sequence[float], iou_threshold: float
+) -> tuple[Tensor, Tensor]:
+    """(hits per threshold, images with boxes) for GT-class CAMs (N x H x W at input size): the paper's
+    box rule (largest connected component above t * max) at every threshold t."""
+    boxed = (gt_counts > 0).sum().to(torch.float64)
+    # Same hits as best_iou_per_image(boxes_from_cams(cams, t), ...) >= iou_threshold per t, one sweep.
+    hits = box_hits_sweep(cams, gt_boxes, gt_counts, thresholds, iou_threshold).sum(1).to(torch.float64)
+    return hits, boxed.cpu()
+
+
+class ThresholdCurve(Metric):
+    """GT-known localization accuracy as a function of the CAM threshold (one hit counter per threshold)."""
+
+    full_state_update = False
+
+    def __init__(
+        self, thresholds: Sequence[float] = DEFAULT_CURVE_THRESHOLDS, iou_threshold: float = 0.5, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.iou_threshold = iou_threshold
+        self.add_state("hits", torch.zeros(len(self.thresholds), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("boxed", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, cams: Tensor, gt_boxes: Tensor, gt_counts: Tensor) -> None:
+        hits, boxed = threshold_hits(cams, gt_boxes, gt_counts, self.thresholds, self.iou_threshold)
+        self.hits += hits.to(self.hits.device)
+        self.boxed += boxed.to(self.boxed.device)
+
+    def compute(self) -> dict[str, Tensor]:
+        """`thresholds` and `loc_gt_known` (accuracy at each threshold; NaN when no image had a box)."""
+        accuracy = self.hits / self.boxed if self.boxed > 0 else torch.full_like(self.hits, float("nan"))
+        return {"thresholds": torch.tensor(self.thresholds, dtype=torch.float64), "loc_gt_known": accuracy}

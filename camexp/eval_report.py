@@ -1,0 +1,164 @@
+"""The `camexp evaluate` report: report.md (our numbers beside the paper's) + curves.png + extremes.png.
+
+Markdown so it reads on GitHub and in a terminal; PNGs so curves and failure cases are seen, not guessed.
+Takes plain values (metrics dicts, a WSOLResult, tiles), never the config tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from camexp import viz
+from camexp.report import results_table
+from camexp.wsol_scoring import V1_IOU, WSOLResult
+
+
+def wsoleval_fractions(result: WSOLResult, prefix: str) -> dict[str, float]:
+    """The wsoleval numbers as `<prefix>/maxboxacc`, ... fractions in [0, 1], the keys results tables read."""
+    metrics = result.metrics()
+    out = {}
+    for key in ("maxboxacc", "maxboxacc_v2", "pxap"):
+        if metrics.get(key) is not None:
+            out[f"{prefix}/{key}"] = metrics[key] / 100.0
+    return out
+
+
+def wsoleval_table(result: WSOLResult) -> str:
+    """Markdown rows: MaxBoxAcc, MaxBoxAccV2 and each of its IoU rows with their best CAM thresholds, PxAP."""
+    metrics = result.metrics()
+    lines = ["| metric | accuracy % | best CAM threshold |", "|---|---:|---:|"]
+    if "maxboxacc" in metrics:
+        lines.append(
+            f"| MaxBoxAcc (IoU {V1_IOU}, largest contour) | {metrics['maxboxacc']:.2f} | "
+            f"{metrics['maxboxacc_threshold']:.3f} |"
+        )
+        rule = "all contours" if result.multi_contour else "largest contour"
+        ious = "/".join(map(str, result.iou_thresholds))
+        lines.append(f"| MaxBoxAccV2 (mean of IoU {ious}, {rule}) | {metrics['maxboxacc_v2']:.2f} | - |")
+        for iou, value in metrics["maxboxacc_v2_per_iou"].items():
+            lines.append(f"| &nbsp;&nbsp; IoU {iou} | {value:.2f} | {metrics['maxboxacc_v2_thresholds'][iou]:.3f} |")
+    if metrics.get("pxap") is not None:
+        lines.append(f"| PxAP ({result.num_mask_images} images with masks) | {metrics['pxap']:.2f} | - |")
+    return "\n".join(lines) if len(lines) > 2 else "(no boxes or masks in this split: nothing to score)"
+
+
+def plot_curves(
+    result: WSOLResult, path: str | Path, cam_threshold: float | None = None, title: str = ""
+) -> Path | None:
+    """Box accuracy (%) against the CAM threshold at each IoU (V2 rows solid, V1 dashed); best points marked."""
+    if not result.num_images:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    x = result.thresholds
+    fig = Figure(figsize=(6.4, 4.2), dpi=110)
+    ax = fig.add_subplot()
+    rule = "all contours" if result.multi_contour else "largest contour"
+    for row, iou in enumerate(result.iou_thresholds):
+        curve = result.hits_v2[row] * 100.0 / result.num_images
+        best = int(curve.argmax())
+        (line,) = ax.plot(x, curve, lw=1.5, label=f"IoU {iou} ({rule}): max {curve[best]:.1f}% at {x[best]:.3f}")
+        ax.plot([x[best]], [curve[best]], "o", color=line.get_color(), ms=5)
+    v1 = result.hits_v1 * 100.0 / result.num_images
+    best = int(v1.argmax())
+    ax.plot(
+        x, v1, "k--", lw=1.2, label=f"MaxBoxAcc: IoU {V1_IOU} (largest contour): max {v1[best]:.1f}% at {x[best]:.3f}"
+    )
+    ax.plot([x[best]], [v1[best]], "ko", ms=5)
+    if cam_threshold is not None:
+        ax.axvline(cam_threshold, color="grey", ls=":", lw=1, label=f"paper rule's threshold ({cam_threshold:g})")
+    ax.set_xlabel("CAM threshold tau (foreground: map > tau * max, after min-max normalization)")
+    ax.set_ylabel("box accuracy %")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=7)
+    ax.set_title(title or f"Box accuracy vs CAM threshold ({result.num_images} images)", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def _label_strip(text: str, width: int) -> np.ndarray:
+    strip = np.full((18, width, 3), 255, np.uint8)
+    cv2.putText(strip, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
+def extremes_picture(best: Sequence[np.ndarray], worst: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Two labelled rows of overlay tiles: the best images (highest IoU), then the worst."""
+    if not best and not worst:
+        return None
+    columns = max(len(best), len(worst))
+    rows = []
+    for label, tiles in (
+        ("best: highest IoU of the paper-rule box (red) with a GT box (green)", best),
+        ("worst: lowest IoU", worst),
+    ):
+        if not tiles:
+            continue
+        picture = viz.grid(list(tiles), columns=columns)
+        rows += [_label_strip(label, picture.shape[1]), picture]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.concatenate(rows, axis=0)
+
+
+def write_report(
+    out_dir: str | Path,
+    title: str,
+    metrics: dict[str, float],
+    prefix: str,
+    network: str,
+    pool: str,
+    wsol: WSOLResult,
+    best_tiles: Sequence[np.ndarray] = (),
+    worst_tiles: Sequence[np.ndarray] = (),
+    cam_threshold: float = 0.2,
+    notes: Sequence[str] = (),
+    method: str = "cam",
+) -> Path:
+    """Write report.md, curves.png and extremes.png into `out_dir`; returns the markdown path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves = plot_curves(wsol, out_dir / "curves.png", cam_threshold, title=f"{title}: box accuracy vs CAM threshold")
+    picture = extremes_picture(best_tiles, worst_tiles)
+    extremes = viz.save_png(picture, out_dir / "extremes.png") if picture is not None else None
+    lines = [f"# {title}", ""]
+    lines += [f"- {note}" for note in notes]
+    lines += [
+        "",
+        "## All metrics, beside the paper",
+        "",
+        results_table(metrics, prefix, network, pool, method),
+        "",
+        "Paper protocol (Zhou et al., CVPR 2016): the CAM upsampled to the input, pixels >= "
+        f"{cam_threshold:g} x max, box of the largest connected component, IoU >= 0.5 with any GT box; "
+        "error = 100 - accuracy. The paper's column is ILSVRC val, Tables 1-2 "
+        "(other datasets: compare shape, not digits).",
+        "",
+        "## wsoleval protocol (Choe et al., CVPR 2020)",
+        "",
+        wsoleval_table(wsol),
+        "",
+        "Raw GT-class maps resized bicubically to 224 x 224 (float64), min-max normalized; thresholds "
+        f"np.arange(0, 1, {float(wsol.thresholds[1] - wsol.thresholds[0]) if wsol.thresholds.size > 1 else 1:g}); "
+        "boxes from OpenCV contours; numbers identical to github.com/clovaai/wsolevaluation on the same maps.",
+        "",
+    ]
+    if curves is not None:
+        lines += ["## Accuracy versus CAM threshold", "", f"![accuracy vs threshold]({curves.name})", ""]
+    if extremes is not None:
+        lines += ["## Best and worst localizations", "", f"![best and worst]({extremes.name})", ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path

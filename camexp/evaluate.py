@@ -1,0 +1,208 @@
+"""`camexp evaluate CKPT`: one pass over a split gives both protocols, the score maps and a report.
+
+    checkpoint + <run>/config.yaml (+ overrides) -> data, CAMNet.load_from_checkpoint
+    Trainer.validate/test with CAMCallback (paper protocol, incl. Table 3's top-5 heuristic)
+                         and ScoreMapCallback (GT-class maps -> wsoleval scorer, optional .npy + metadata)
+    -> <out>/results.json, wsoleval.json, report.md, curves.png, extremes.png [, maps/, metadata/]
+
+The saved maps and metadata are exactly what `camexp evaluate-maps --metadata <out>/metadata --maps
+<out>/maps` reads, and it prints the same wsoleval numbers. One process (devices=1): the wsoleval
+state lives in the callback, and a checkpoint evaluation is cheap next to training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+from PIL import Image
+
+from camexp import config, data, faults
+from camexp.errors import CamexpError
+from camexp.eval_report import write_report, wsoleval_fractions
+from camexp.evaluate_maps import write_json
+from camexp.models import CAMNet
+from camexp.report import write_results
+from camexp.score_map_callback import ScoreMapCallback
+from camexp.train import build_cam_callback
+from camexp.wsol_metadata import SplitMetadata, write_metadata
+from camexp.wsol_scoring import WSOLScorer, format_metrics
+from camexp.wsoleval import CAM_CURVE_INTERVAL
+
+STAGES = {"val": "validate", "test": "test"}
+
+
+def split_configs(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Positional words: YAML files (merged in order) and key=value overrides."""
+    files = [i for i in items if i.endswith((".yaml", ".yml")) and "=" not in i]
+    return files, [i for i in items if i not in files]
+
+
+def run_dir_of(ckpt: Path) -> Path:
+    """<run>/checkpoints/x.ckpt -> <run>; a checkpoint elsewhere -> its folder."""
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+def metadata_from_dataset(dataset) -> SplitMetadata:
+    """The split's ground truth in wsolevaluation terms: ids (relative image paths), labels, integer boxes in
+    original pixels, original sizes (from the annotation, else the image header)."""
+    images = getattr(dataset, "images", None)
+    if images is None:
+        raise CamexpError(
+            f"camexp evaluate needs an image-list evaluation dataset (CUB, SynthLoc, ILSVRC, wsoleval, scenes); "
+            f"got {type(dataset).__name__}."
+        )
+    meta = SplitMetadata(image_ids=[images.relpath(i) for i in range(len(images))])
+    meta.line_of = {image_id: n + 1 for n, image_id in enumerate(meta.image_ids)}
+    meta.labels = {image_id: int(images.labels[n]) for n, image_id in enumerate(meta.image_ids)}
+    if images.boxes is None:
+        return meta
+    for n, image_id in enumerate(meta.image_ids):
+        if images.sizes is not None:
+            width, height = (int(v) for v in images.sizes[n])
+        else:
+            with Image.open(images.path(n)) as img:  # header only
+                width, height = img.size
+        meta.sizes[image_id] = (width, height)
+        boxes = [tuple(max(0, int(round(float(v)))) for v in box) for box in images.boxes[n]]
+        meta.boxes[image_id] = [b for b in boxes if b[2] >= b[0] and b[3] >= b[1]]
+    return meta
+
+
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    config_args: Sequence[str] = (),
+    split: str = "val",
+    out_dir: str | Path | None = None,
+    save_maps: bool = False,
+    cam_curve_interval: float = CAM_CURVE_INTERVAL,
+    num_extremes: int = 8,
+) -> dict[str, float]:
+    """Evaluate `ckpt` on `split` ("val" or "test"); returns the metrics (fractions) also written to results.json."""
+    if split not in STAGES:
+        raise CamexpError(f"--split must be val or test; got {split!r}.")
+    if not Path(ckpt).is_file():
+        raise CamexpError(f"No checkpoint file {ckpt}. Pass one written by camexp train (<run>/checkpoints/last.ckpt).")
+    ckpt = faults.check_checkpoint(ckpt)  # a damaged file: names it and the run's valid checkpoints
+    run_dir = run_dir_of(ckpt)
+    files, overrides = split_configs(config_args)
+    run_config = run_dir / "config.yaml"
+    if not files and not run_config.is_file():
+        raise CamexpError(
+            f"No config.yaml next to {ckpt} (expected {run_config}). "
+            f"Pass the experiment file: camexp evaluate {ckpt} experiments/NAME.yaml [key=value ...]."
+        )
+    cfg = config.load(files or [run_config], ["eval.heuristic_top5=true", *overrides])
+    out = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
+
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = data.build(cfg.data, str(config.data_root(cfg)), seed=cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup(STAGES[split])
+    datamodule.check_num_classes(cfg.model.num_classes)
+    model = CAMNet.load_from_checkpoint(str(ckpt), map_location="cpu", pretrained=False, weights_path=None)
+    if int(model.hparams.num_classes) != datamodule.num_classes:
+        raise CamexpError(
+            f"{ckpt} was trained for {model.hparams.num_classes} classes but {cfg.data.name} at "
+            f"{config.data_root(cfg)} has {datamodule.num_classes}. Point data.root at the run's dataset."
+        )
+    if cfg.eval.method == "cam" and not model.cam_capable:
+        raise CamexpError(
+            f"{model.hparams.network} has no CAM (fully connected head). Evaluate it with the paper's "
+            f"Backprop baseline: camexp evaluate {ckpt} eval.method=backprop."
+        )
+
+    metadata = metadata_from_dataset(datamodule.dataset(split))
+    scorer = WSOLScorer(cam_curve_interval)
+    cam_callback = build_cam_callback(cfg, datamodule)
+    map_callback = ScoreMapCallback(
+        metadata,
+        scorer,
+        *datamodule.mean_std,
+        class_names=datamodule.class_names,
+        method=cfg.eval.method,
+        cam_threshold=cfg.eval.cam_threshold,
+        maps_dir=out / "maps" if save_maps else None,
+        masks_dir=out / "metadata" if save_maps else None,
+        num_extremes=num_extremes,
+    )
+    t = cfg.trainer
+    trainer = pl.Trainer(
+        accelerator=t.accelerator,
+        devices=1,
+        precision=t.precision,
+        deterministic=t.deterministic,
+        limit_val_batches=t.limit_val_batches,
+        limit_test_batches=t.limit_val_batches,
+        enable_progress_bar=t.enable_progress_bar,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[cam_callback, map_callback],
+        default_root_dir=str(out),
+        use_distributed_sampler=False,
+        inference_mode=cfg.eval.method != "backprop",  # gradient saliency needs autograd
+    )
+    run = trainer.validate if split == "val" else trainer.test
+    run(model, datamodule=datamodule, verbose=False)
+
+    prefix = split
+    wsol = scorer.result()
+    results = dict(cam_callback.last_results)
+    for key, value in wsoleval_fractions(wsol, prefix).items():
+        if key in results and results[key] != value:  # a streaming callback metric of another frame
+            results[f"{key}_callback"] = results[key]
+        results[key] = value
+    write_results(out, results)
+    write_json(out / "wsoleval.json", {**wsol.to_json(), "checkpoint": str(ckpt), "split": split})
+    seen = [metadata.image_ids[p] for p in sorted(set(map_callback.seen))]
+    if save_maps:
+        write_metadata(out / "metadata", _subset(metadata, seen))
+
+    data_split = cfg.data.val_split if split == "val" else (cfg.data.test_split or cfg.data.val_split)
+    title = (
+        f"{cfg.name}: {cfg.model.name} ({'GAP' if cfg.model.pool == 'avg' else 'GMP'}) on {cfg.data.name}/{data_split}"
+    )
+    rescore = f"camexp evaluate-maps --metadata {out / 'metadata'} --maps {out / 'maps'}"
+    notes = [
+        f"checkpoint: `{ckpt}`",
+        f"images: {len(seen)}; localization method: {cfg.eval.method}",
+        f"score maps: `{out / 'maps'}` (re-score: `{rescore}`)" if save_maps else "score maps: not saved (--save-maps)",
+    ]
+    best, worst = map_callback.extreme_tiles()
+    report = write_report(
+        out, title, results, prefix, cfg.model.name, cfg.model.pool, wsol, best, worst, cfg.eval.cam_threshold, notes,
+        method=cfg.eval.method,
+    )
+    _print_summary(title, results, prefix, cfg, wsol, out, report)
+    return results
+
+
+def _subset(meta: SplitMetadata, ids: list[str]) -> SplitMetadata:
+    """The metadata of the images actually scored (skipped corrupt images or limit_val_batches drop some)."""
+    keep = set(ids)
+    return SplitMetadata(
+        image_ids=ids,
+        labels={k: v for k, v in meta.labels.items() if k in keep},
+        sizes={k: v for k, v in meta.sizes.items() if k in keep},
+        boxes={k: v for k, v in meta.boxes.items() if k in keep},
+        masks={k: v for k, v in meta.masks.items() if k in keep},
+        ignores={k: v for k, v in meta.ignores.items() if k in keep},
+    )
+
+
+def _print_summary(title, results, prefix, cfg, wsol, out: Path, report: Path) -> None:
+    from camexp.report import results_table
+
+    lines = ["", f"== {title} ==", results_table(results, prefix, cfg.model.name, cfg.model.pool, cfg.eval.method), ""]
+    lines.append(f"wsoleval on {wsol.num_images} images:")
+    lines += format_metrics(wsol.metrics(), wsol.iou_thresholds, wsol.multi_contour)
+    lines += [
+        "",
+        f"report        : {report}",
+        f"results       : {out / 'results.json'}",
+        f"wsoleval      : {out / 'wsoleval.json'}",
+    ]
+    if (out / "maps").is_dir():
+        lines.append(f"score maps    : {out / 'maps'} (metadata: {out / 'metadata'})")
+    print("\n".join(lines), flush=True)

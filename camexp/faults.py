@@ -1,0 +1,192 @@
+"""Surviving a kill: which checkpoint to resume from, and the random state that goes with it.
+
+Lightning restores weights, optimizer, scheduler and loop counters; the training loader restores
+the data order (camexp/data/resumable.py). What is left is the global random state that drives the
+augmentation (and dropout): `RandomStateCheckpoint` stores it in every checkpoint and puts it back
+right before the first resumed batch, so a resumed run matches an uninterrupted one (exactly with
+data.num_workers=0; with workers, the rest of the interrupted epoch gets other random crops).
+
+Checkpoints are written atomically (`AtomicCheckpointIO`: a temporary file beside the target, then
+a rename) and the step checkpoints keep the two newest files, so a kill never leaves only a
+half-written checkpoint. A file damaged some other way (a copy cut short) is detected and named.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.plugins import TorchCheckpointIO
+from pytorch_lightning.utilities import rank_zero_warn
+
+from camexp.errors import CamexpError
+
+
+class CheckpointError(CamexpError):
+    """A checkpoint file is missing, truncated or not a checkpoint (the message names it)."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves a checkpoint as a hidden temporary file in the destination folder, fsyncs it, then renames
+    it over the destination: a kill at any moment leaves the previous file whole.
+
+    Lightning's own save stages the file in the system temp folder and moves it into place, which is a
+    copy, not a rename, when that is another file system (node-local /tmp, checkpoints on a shared disk).
+    Remote paths (s3://, ...) go through Lightning's save unchanged.
+    """
+
+    TEMP_GLOB = ".*.ckpt.*.tmp"
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(temp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Temporary files of saves that a kill interrupted (never valid checkpoints)."""
+    for temp in (Path(run_dir) / "checkpoints").glob(AtomicCheckpointIO.TEMP_GLOB):
+        temp.unlink(missing_ok=True)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why `path` is not a readable checkpoint, or None if it is one.
+
+    torch.save writes a zip archive: a truncated file has no central directory, a damaged one fails
+    the CRC check. Reads the file once, without unpickling it.
+    """
+    if not path.is_file():
+        return "no such file"
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f"not a complete checkpoint archive ({err}); the file is probably truncated"
+    if bad is not None:
+        return f"the archive member {bad} is damaged (CRC mismatch)"
+    return None
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoint files, newest first (by modification time; last.ckpt first on ties): those
+    of checkpoints/ and the hpc_ckpt_N.ckpt that Lightning saves in the run dir when Slurm signals a requeue."""
+    found = [*(Path(run_dir) / "checkpoints").glob("*.ckpt"), *Path(run_dir).glob("hpc_ckpt_*.ckpt")]
+    files = [p for p in found if p.is_file()]
+    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), reverse=True)
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """`path` if it is a readable checkpoint; otherwise a CheckpointError naming it and the valid alternatives."""
+    path = Path(path)
+    problem = checkpoint_problem(path)
+    if problem is None:
+        return path
+    others = [p for p in run_checkpoints(path.parent.parent) if p != path and checkpoint_problem(p) is None]
+    hint = (
+        f" The newest valid checkpoint of this run is {others[0]}: resume=" + str(others[0]) + " (or resume=last)."
+        if others
+        else " No other valid checkpoint was found next to it; start the run again without resume."
+    )
+    raise CheckpointError(f"Cannot use checkpoint {path}: {problem}.{hint}")
+
+
+def newest_valid_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of a run that reads back; damaged newer ones are skipped with a warning."""
+    for path in run_checkpoints(run_dir):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        rank_zero_warn(f"Skipping damaged checkpoint {path}: {problem}. Looking at the previous one.")
+    return None
+
+
+def newest_run_with_checkpoint(experiment_dir: Path) -> Path | None:
+    """The run directory under `experiment_dir` whose newest checkpoint is the most recent."""
+    best: tuple[int, Path] | None = None
+    for run_dir in (p for p in Path(experiment_dir).glob("*") if p.is_dir()):
+        files = run_checkpoints(run_dir)
+        if files and (best is None or files[0].stat().st_mtime_ns > best[0]):
+            best = (files[0].stat().st_mtime_ns, run_dir)
+    return best[1] if best else None
+
+
+# -- random state --------------------------------------------------------------------------------------------
+
+
+def random_state() -> dict[str, Any]:
+    """The global RNG states (torch CPU and CUDA, numpy, random) as tensors and plain values, so the
+    checkpoint stays loadable with torch.load(weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "python": random.getstate(),
+    }
+
+
+def set_random_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+
+
+class ExactResume(Callback):
+    """Saves the global random state and the training loader's position in every checkpoint, and
+    restores both when training resumes.
+
+    Restored in `on_train_start`: after Lightning built the loaders and before the first batch is
+    drawn, i.e. at the same point of the random stream where the checkpoint was taken (after a
+    training step). The loader position is restored here too because Lightning 2.x restores a
+    stateful loader only if it builds the loader after loading the checkpoint, and it builds it
+    before when `configure_optimizers` reads `trainer.estimated_stepping_batches` (CAMNet does).
+    Every rank restores rank 0's random state (all ranks are seeded alike and draw alike).
+    """
+
+    def __init__(self) -> None:
+        self._trainer = None
+        self._pending: dict[str, Any] | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._trainer = trainer
+
+    def _loader(self):
+        loader = self._trainer.train_dataloader if self._trainer is not None else None
+        return loader if hasattr(loader, "state_dict") and hasattr(loader, "load_state_dict") else None
+
+    def state_dict(self) -> dict[str, Any]:
+        loader = self._loader()
+        return {"random": random_state(), "train_loader": loader.state_dict() if loader is not None else None}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self._pending is None:
+            return
+        loader = self._loader()
+        if loader is not None and self._pending.get("train_loader") is not None:
+            loader.load_state_dict(self._pending["train_loader"])
+        set_random_state(self._pending["random"])
+        self._pending = None

@@ -1,0 +1,174 @@
+"""ScoreMapCallback: for `camexp evaluate`, each image's GT-class score map -> wsoleval scorer, .npy file, extremes.
+
+The raw map is what upstream's CAMComputer saves and scores: the GT class's CAM at feature resolution
+(``sum_k w_k^c f_k``), or for ``method="backprop"`` the gradient saliency at input resolution. It goes to
+the same `WSOLScorer` that `camexp evaluate-maps` uses, so both commands give the same digits. Like
+CAMCallback it reuses the step's features: no second forward pass for CAMs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from camexp import viz
+from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
+from camexp.evaluate_maps import gt_boxes_224
+from camexp.localization import best_iou_per_image, boxes_from_cams
+from camexp.saliency import gradient_saliency
+from camexp.score_maps import map_path, save_map
+from camexp.wsol_metadata import SplitMetadata, combine_masks
+from camexp.wsol_scoring import WSOLScorer
+
+
+@dataclass
+class ExtremeSample:
+    """One candidate for the best/worst grid: IoU of the paper-rule box of its GT-class map."""
+
+    iou: float
+    position: int
+    image: np.ndarray  # H x W x 3 uint8
+    cam: np.ndarray  # H x W in [0, 1]
+    pred_box: np.ndarray
+    gt_boxes: np.ndarray
+    caption: str
+
+
+class ScoreMapCallback(Callback):
+    """Feeds every evaluated image to `scorer`; optionally saves maps (and masks) in the wsolevaluation layout."""
+
+    def __init__(
+        self,
+        metadata: SplitMetadata,
+        scorer: WSOLScorer,
+        mean: Sequence[float],
+        std: Sequence[float],
+        class_names: Sequence[str],
+        method: str = "cam",
+        cam_threshold: float = 0.2,
+        maps_dir: str | Path | None = None,
+        masks_dir: str | Path | None = None,
+        num_extremes: int = 8,
+    ) -> None:
+        """metadata: the split's ids in dataset order (position -> image id) and boxes; masks_dir: where mask
+        PNGs go when the batches carry masks (their paths are recorded in `metadata`, relative to it)."""
+        self.metadata, self.scorer = metadata, scorer
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.class_names = list(class_names)
+        self.method, self.cam_threshold = method, cam_threshold
+        self.maps_dir = Path(maps_dir) if maps_dir is not None else None
+        self.masks_dir = Path(masks_dir) if masks_dir is not None else None
+        self.num_extremes = num_extremes
+        self.seen: list[int] = []  # dataset positions scored, in order
+        self.best: list[ExtremeSample] = []
+        self.worst: list[ExtremeSample] = []
+        self.ious: dict[int, float] = {}
+
+    # -- hooks ---------------------------------------------------------------------------------------
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self._update(pl_module, outputs, batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update(pl_module, outputs, batch)
+
+    # -- per batch -----------------------------------------------------------------------------------
+    def raw_maps(self, pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
+        """N x h x w GT-class maps, unnormalized (float32)."""
+        labels = batch["label"]
+        if self.method == "backprop":
+            maps = gradient_saliency(pl_module, batch["image"], labels)
+        else:
+            maps = class_activation_maps(outputs["features"], pl_module.class_weights, labels)
+        return maps.detach().float()
+
+    def _update(self, pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> None:
+        if "label" not in batch:  # a batch of skipped corrupt images
+            return
+        maps = self.raw_maps(pl_module, outputs, batch)
+        raw = maps.cpu().numpy()
+        positions = batch["index"].tolist()
+        fg = batch["mask"].cpu().numpy() if "mask" in batch else None
+        ignore = batch["mask_ignore"].cpu().numpy() if "mask_ignore" in batch else None
+        for i, position in enumerate(positions):
+            image_id = self.metadata.image_ids[position]
+            mask = None
+            if fg is not None:
+                instance = fg[i].astype(np.uint8) * 255
+                ignored = ignore[i].astype(np.uint8) * 255 if ignore is not None else None
+                mask = combine_masks([instance], ignored)
+                self._record_mask(image_id, instance, ignored)
+            self.scorer.add(raw[i], gt_boxes_224(self.metadata, image_id), mask)
+            if self.maps_dir is not None:
+                save_map(self.maps_dir, image_id, raw[i])
+            self.seen.append(position)
+        if "boxes" in batch and self.num_extremes > 0:
+            self._offer_extremes(maps, batch, positions, outputs["logits"].argmax(1).tolist())
+
+    def _record_mask(self, image_id: str, instance: np.ndarray, ignored: np.ndarray | None) -> None:
+        """Save the mask PNGs (0/255, the batch's S x S masks) and list them in the metadata."""
+        if self.masks_dir is None:
+            return
+        path = map_path(self.masks_dir / "masks", image_id).with_suffix(".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), instance)
+        self.metadata.masks[image_id] = [path.relative_to(self.masks_dir).as_posix()]
+        self.metadata.ignores[image_id] = ""
+        if ignored is not None and ignored.any():
+            ignore_path = path.with_name(path.stem + "_ignore.png")
+            cv2.imwrite(str(ignore_path), ignored)
+            self.metadata.ignores[image_id] = ignore_path.relative_to(self.masks_dir).as_posix()
+
+    def _offer_extremes(
+        self, maps: torch.Tensor, batch: dict[str, Any], positions: list[int], predicted: list[int]
+    ) -> None:
+        """Keep the `num_extremes` best and worst images by IoU of the paper-rule box (ties: dataset order)."""
+        size = batch["image"].shape[-2:]
+        cams = normalize_cams(maps if self.method == "backprop" else upsample_cams(maps, size))
+        pred = boxes_from_cams(cams, self.cam_threshold)
+        ious = best_iou_per_image(pred, batch["boxes"], batch["box_count"]).tolist()
+        self.ious.update(zip(positions, ious, strict=True))
+        k = self.num_extremes
+        best_cut = sorted((-s.iou, s.position) for s in self.best)[k - 1] if len(self.best) >= k else None
+        worst_cut = sorted((s.iou, s.position) for s in self.worst)[k - 1] if len(self.worst) >= k else None
+        chosen = [
+            i
+            for i, (p, v) in enumerate(zip(positions, ious, strict=True))
+            if best_cut is None or (-v, p) < best_cut or worst_cut is None or (v, p) < worst_cut
+        ]
+        if not chosen:
+            return
+        images = viz.denormalize(batch["image"][chosen].float(), self.mean, self.std)
+        for j, i in enumerate(chosen):
+            label = int(batch["label"][i])
+            gt = batch["boxes"][i, : int(batch["box_count"][i])].cpu().numpy()
+            name = self.class_names[label] if label < len(self.class_names) else str(label)
+            caption = f"IoU {ious[i]:.2f} {name.split('.', 1)[-1]}" + ("" if predicted[i] == label else " (wrong cls)")
+            sample = ExtremeSample(
+                ious[i], positions[i], images[j], cams[i].cpu().numpy(), pred[i].numpy(), gt, caption
+            )
+            self.best.append(sample)
+            self.worst.append(sample)
+        self.best = sorted(self.best, key=lambda s: (-s.iou, s.position))[:k]
+        self.worst = sorted(self.worst, key=lambda s: (s.iou, s.position))[:k]
+
+    def extreme_tiles(self, min_side: int = 128) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(best, worst) overlay tiles: heatmap, GT boxes green, paper-rule box red; small inputs are
+        enlarged by an integer factor so captions and boxes stay legible."""
+
+        def tile(s: ExtremeSample) -> np.ndarray:
+            factor = max(1, min_side // max(1, s.image.shape[0]))
+            size = (s.image.shape[1] * factor, s.image.shape[0] * factor)
+            image = cv2.resize(s.image, size, interpolation=cv2.INTER_NEAREST)
+            cam = cv2.resize(s.cam, size, interpolation=cv2.INTER_LINEAR)
+            return viz.overlay_tile(image, cam, s.pred_box * factor, s.gt_boxes * factor, s.caption)
+
+        return [tile(s) for s in self.best], [tile(s) for s in self.worst]

@@ -1,0 +1,131 @@
+"""Weights & Biases: the logger, and publishing an evaluation summary as W&B media.
+
+Imported only when `logger.wandb.enabled=true` (this module imports wandb). Keys are stable:
+scalars `train/*`, `val/*`, `test/*` (logged by Lightning); per evaluation pass
+`{split}/cam_overlays` (images with predicted and GT boxes as W&B box data), `{split}/per_class`
+(table) and `{split}/loc_vs_threshold` (line plot). The resolved experiment config is the run config,
+so runs can be grouped and filtered by any key (e.g. `model.pool`). Offline (`WANDB_MODE=offline`)
+everything lands under `<run dir>/wandb/offline-run-*`; `wandb sync` uploads it later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import wandb
+from pytorch_lightning.loggers import WandbLogger
+
+from camexp import viz
+from camexp.callbacks import EvaluationSummary, OverlaySample
+from camexp.dashboards import PER_CLASS_COLUMNS, per_class_rows
+from camexp.localization import iou
+
+RUN_ID_FILE = "wandb_run_id"  # in the run dir: a resumed run continues the same W&B run
+
+
+def build_wandb_logger(
+    run_dir: Path,
+    config: dict[str, Any],
+    project: str,
+    entity: str | None = None,
+    tags: list[str] | None = None,
+    log_model: bool = False,
+) -> WandbLogger:
+    """A WandbLogger writing under `run_dir/wandb`, named after the run, resuming its W&B run if any."""
+    id_file = Path(run_dir) / RUN_ID_FILE
+    run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
+    return WandbLogger(
+        name=f"{config.get('name', run_dir.parent.name)}/{run_dir.name}",
+        save_dir=str(run_dir),
+        id=run_id,
+        project=project,
+        entity=entity,
+        tags=list(tags or []),
+        log_model=log_model,
+        config=config,
+        resume="allow",
+        job_type="train",
+    )
+
+
+def remember_run_id(logger: WandbLogger, run_dir: Path) -> None:
+    """Rank 0, after the run started: keep its id so `resume=last` continues the same W&B run."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(run_dir) / RUN_ID_FILE).write_text(str(logger.version) + "\n")
+
+
+def _box(box: np.ndarray, class_id: int, caption: str, scores: dict[str, float] | None = None) -> dict[str, Any]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    data = {
+        "position": {"minX": x0, "minY": y0, "maxX": x1, "maxY": y1},
+        "domain": "pixel",
+        "class_id": int(class_id),
+        "box_caption": caption,
+    }
+    if scores:
+        data["scores"] = scores
+    return data
+
+
+def overlay_image(sample: OverlaySample, class_names: list[str]) -> wandb.Image:
+    """The CAM heatmap over the image; the predicted box (from the GT class's CAM, the paper's rule) and
+    the GT boxes as W&B box layers, so they can be toggled and filtered by class in the UI."""
+    class_labels = dict(enumerate(class_names))
+    name = class_names[sample.label]
+    boxes: dict[str, Any] = {}
+    if sample.pred_box is not None:
+        scores = None
+        if sample.gt_boxes is not None and len(sample.gt_boxes):
+            import torch
+
+            best = iou(torch.as_tensor(sample.pred_box).view(1, 4), torch.as_tensor(sample.gt_boxes)).max()
+            scores = {"iou": round(float(best), 4)}
+        boxes["predictions"] = {
+            "box_data": [_box(sample.pred_box, sample.label, f"CAM box: {name}", scores)],
+            "class_labels": class_labels,
+        }
+    if sample.gt_boxes is not None:
+        boxes["ground_truth"] = {
+            "box_data": [_box(b, sample.label, name) for b in sample.gt_boxes],
+            "class_labels": class_labels,
+        }
+    verdict = "ok" if sample.predicted == sample.label else f"predicted {class_names[sample.predicted]}"
+    picture = viz.heatmap_overlay(sample.image, sample.cam)
+    return wandb.Image(picture, boxes=boxes or None, caption=f"{name} ({verdict})")
+
+
+def publish_wandb(logger: WandbLogger, summary: EvaluationSummary) -> None:
+    """Overlays, the per-class table and the threshold curve of one evaluation pass, at its global step."""
+    split = summary.split
+    media: dict[str, Any] = {
+        f"{split}/per_class": wandb.Table(columns=list(PER_CLASS_COLUMNS), data=per_class_rows(summary)),
+    }
+    if summary.samples:
+        media[f"{split}/cam_overlays"] = [overlay_image(s, summary.class_names) for s in summary.samples]
+    if summary.curve.get("thresholds"):
+        rows = [
+            [t, a] for t, a in zip(summary.curve["thresholds"], summary.curve["loc_gt_known"], strict=True) if a == a
+        ]
+        table = wandb.Table(columns=["cam_threshold", "loc_gt_known"], data=rows)
+        media[f"{split}/loc_vs_threshold"] = wandb.plot.line(
+            table, "cam_threshold", "loc_gt_known", title=f"{split}: GT-known localization vs CAM threshold"
+        )
+    logger.log_metrics(media, step=summary.step)
+
+
+def run_location(logger: WandbLogger) -> str:
+    """Where the W&B run was written, and how to upload it when offline."""
+    run = logger.experiment
+    folder = Path(run.dir).parent  # .../wandb/offline-run-*/files -> .../wandb/offline-run-*
+    if getattr(run, "offline", False):
+        return f"{folder} (offline; upload with: wandb sync {folder})"
+    return f"{folder} ({getattr(run, 'url', '') or 'online'})"
+
+
+def finish() -> None:
+    """Close the run (so a second run in the same process starts a new W&B run)."""
+    if wandb.run is not None:
+        wandb.finish()

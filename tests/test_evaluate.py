@@ -1,0 +1,340 @@
+"""`camexp evaluate-maps` and `camexp evaluate`: exact wsoleval numbers from saved maps, held-out protocol,
+and a checkpoint evaluation whose saved maps re-score to its own report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from camexp import wsoleval as W
+from camexp.wsol_scoring import WSOLResult, heldout_metrics
+from tests.conftest import REPO, tiny_overrides
+
+IOUS = (30, 50, 70)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "camexp", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
+
+
+def smooth_map(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A few gaussian blobs plus noise: several contours at many thresholds, like a real CAM."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    cam = 0.3 * rng.random(shape)
+    for _ in range(int(rng.integers(1, 4))):
+        cy, cx, s = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(1, 3)
+        cam += rng.uniform(0.5, 2) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+    return cam.astype(np.float32)
+
+
+# (image id, (w, h), boxes): ids with subfolders and extensions, several boxes per image, odd sizes.
+BOX_SET = [
+    ("001.Albatross/a_0001.jpg", (300, 200), [(30, 20, 180, 150)]),
+    ("001.Albatross/a_0002.jpg", (500, 375), [(0, 0, 240, 200), (260, 150, 499, 374)]),
+    ("002.Ani/n_0003.jpg", (220, 330), [(60, 100, 200, 320)]),
+    ("002.Ani/sub/n_0004.jpg", (640, 480), [(100, 50, 400, 300), (420, 300, 600, 470), (5, 5, 60, 60)]),
+    ("003.Auklet/k_0005.jpg", (224, 224), [(50, 60, 170, 200)]),
+    ("003.Auklet/k_0006.jpg", (333, 250), [(10, 10, 320, 240)]),
+]
+
+
+def write_box_split(folder, maps_dir, rng, constant_last: bool = True) -> dict[str, np.ndarray]:
+    """wsolevaluation box metadata + random smooth maps of assorted shapes; returns the raw maps."""
+    folder.mkdir(parents=True)
+    (folder / "image_ids.txt").write_text("".join(f"{i}\n" for i, _, _ in BOX_SET))
+    (folder / "class_labels.txt").write_text("".join(f"{i},{n // 2}\n" for n, (i, _, _) in enumerate(BOX_SET)))
+    (folder / "image_sizes.txt").write_text("".join(f"{i},{w},{h}\n" for i, (w, h), _ in BOX_SET))
+    rows = [f"{i},{x0},{y0},{x1},{y1}\n" for i, _, boxes in BOX_SET for x0, y0, x1, y1 in boxes]
+    (folder / "localization.txt").write_text("".join(rows))
+    maps = {}
+    for n, (image_id, _, _) in enumerate(BOX_SET):
+        shape = [(14, 14), (7, 9), (224, 224), (28, 28), (13, 13), (14, 14)][n]
+        cam = smooth_map(rng, shape)
+        if constant_last and n == len(BOX_SET) - 1:
+            cam = np.full(shape, 0.25, np.float32)  # constant: all zeros after normalization
+        path = maps_dir / f"{image_id}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, cam)
+        maps[image_id] = cam
+    return maps
+
+
+def reference_box_counts(maps: dict[str, np.ndarray], interval: float = 0.001) -> tuple[np.ndarray, np.ndarray]:
+    """Upstream's num_correct for V1 (IoU 50, largest) and V2 (30/50/70, all contours), via the reference port."""
+    grid = list(np.arange(0, 1, interval))
+    v1 = np.zeros((1, len(grid)))
+    v2 = np.zeros((3, len(grid)))
+    for image_id, size, boxes in BOX_SET:
+        scoremap = W.reference_normalize_scoremap(maps[image_id])
+        gt = np.array([W.reference_resize_bbox(b, size, (224, 224)) for b in boxes])
+        v1 += W.reference_box_hits(scoremap, gt, (50,), multi_contour_eval=False, cam_threshold_list=grid)
+        v2 += W.reference_box_hits(scoremap, gt, IOUS, multi_contour_eval=True, cam_threshold_list=grid)
+    return v1, v2
+
+
+@pytest.fixture(scope="module")
+def box_split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("boxes")
+    rng = np.random.default_rng(5)
+    val_maps = write_box_split(root / "meta", root / "maps_val", rng)
+    test_maps = write_box_split(root / "meta_test", root / "maps_test", rng, constant_last=False)
+    return root, val_maps, test_maps
+
+
+def test_evaluate_maps_equals_the_reference_port_digit_for_digit(box_split, tmp_path):
+    root, maps, _ = box_split
+    out = tmp_path / "numbers.json"
+    done = run_cli("evaluate-maps", "--metadata", root / "meta", "--maps", root / "maps_val", "--json", out)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(out.read_text())
+
+    v1, v2 = reference_box_counts(maps)
+    assert got["counts"]["hits_v1"] == v1[0].astype(int).tolist()
+    assert got["counts"]["hits_v2"] == v2.astype(int).tolist()
+    n = len(BOX_SET)
+    assert got["maxboxacc"] == W.reference_maxboxacc(v1, n)[0]
+    per_iou = W.reference_maxboxacc(v2, n)
+    assert got["maxboxacc_v2"] == float(np.average(per_iou))
+    assert [got["maxboxacc_v2_per_iou"][str(i)] for i in IOUS] == per_iou
+    assert 0 < got["maxboxacc_v2"] < 100  # the set is neither trivially solved nor hopeless
+    assert got["pxap"] is None and got["num_images"] == n
+    assert f"MaxBoxAcc   (IoU 50, largest contour) : {got['maxboxacc']:7.3f} %" in done.stdout
+
+
+def test_largest_contour_rule_and_other_ious(box_split, tmp_path):
+    root, maps, _ = box_split
+    out = tmp_path / "numbers.json"
+    args = ["--metadata", root / "meta", "--maps", root / "maps_val", "--json", out, "--iou", "40", "60", "--largest"]
+    done = run_cli("evaluate-maps", *args, "--cam-curve-interval", "0.01")
+    assert done.returncode == 0, done.stderr
+    got = json.loads(out.read_text())
+    grid = list(np.arange(0, 1, 0.01))
+    expected = np.zeros((2, 100))
+    for image_id, size, boxes in BOX_SET:
+        gt = np.array([W.reference_resize_bbox(b, size, (224, 224)) for b in boxes])
+        scoremap = W.reference_normalize_scoremap(maps[image_id])
+        expected += W.reference_box_hits(scoremap, gt, (40, 60), multi_contour_eval=False, cam_threshold_list=grid)
+    assert got["counts"]["hits_v2"] == expected.astype(int).tolist()
+    assert got["iou_thresholds"] == [40, 60] and got["multi_contour"] is False and got["num_thresholds"] == 100
+
+
+def write_mask_split(folder, maps_dir, rng) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """OpenImages-style metadata: instance masks (one image has two), ignore masks on first rows only."""
+    folder.mkdir(parents=True)
+    ids = ["test/x/aa.jpg", "test/x/bb.jpg", "test/y/cc.jpg"]
+    rows, truth = [], {}
+    for n, image_id in enumerate(ids):
+        h, w = (120, 90) if n != 1 else (200, 300)
+        instances = []
+        for k in range(2 if n == 1 else 1):
+            m = np.zeros((h, w), np.uint8)
+            y0, x0 = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
+            m[y0 : y0 + h // 3, x0 : x0 + w // 3] = 255
+            name = f"masks/{image_id}_{k}.png"
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / name), m)
+            instances.append(m)
+        ignore = np.zeros((h, w), np.uint8)
+        ignore[: h // 4, :] = 255
+        cv2.imwrite(str(folder / f"masks/{image_id}_ignore.png"), ignore)
+        rows.append(f"{image_id},masks/{image_id}_0.png,masks/{image_id}_ignore.png\n")
+        rows += [f"{image_id},masks/{image_id}_{k}.png,\n" for k in range(1, len(instances))]
+        # upstream get_mask(): instances | , ignore minus foreground, at 224 x 224 by nearest neighbour
+        resize = lambda a: cv2.resize(np.float32(a), (224, 224), interpolation=cv2.INTER_NEAREST) > 0.5  # noqa: E731
+        fg = np.stack([resize(m) for m in instances]).any(0)
+        ign = resize(ignore) & ~fg
+        cam = smooth_map(rng, (14, 14))
+        path = maps_dir / f"{image_id}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, cam)
+        truth[image_id] = (cam, fg.astype(np.uint8) + 255 * ign.astype(np.uint8))
+    (folder / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    (folder / "class_labels.txt").write_text("".join(f"{i},0\n" for i in ids))
+    (folder / "localization.txt").write_text("".join(rows))
+    return truth
+
+
+def test_pxap_from_mask_metadata_equals_the_reference_port(tmp_path):
+    truth = write_mask_split(tmp_path / "meta", tmp_path / "maps", np.random.default_rng(2))
+    out = tmp_path / "numbers.json"
+    done = run_cli("evaluate-maps", "--metadata", tmp_path / "meta", "--maps", tmp_path / "maps", "--json", out)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(out.read_text())
+    fg_total, bg_total = np.zeros(1002), np.zeros(1002)
+    for cam, mask in truth.values():
+        fg, bg = W.reference_pixel_histograms(W.reference_normalize_scoremap(cam), mask)
+        fg_total += fg
+        bg_total += bg
+    assert got["pxap"] == W.reference_pxap(fg_total, bg_total)
+    assert got["num_mask_images"] == 3 and got["num_images"] == 0 and "maxboxacc" not in got
+    assert got["counts"]["fg_hist"] == fg_total.astype(int).tolist()
+
+
+def test_upstream_saved_maps_are_scored_unchanged():
+    # upstream's inference.py saves maps already resized to 224 and normalized: re-normalizing is the identity
+    cam = W.reference_normalize_scoremap(smooth_map(np.random.default_rng(0), (14, 14)))
+    assert np.array_equal(W.normalize_scoremap(cam), cam)
+
+
+def test_missing_map_names_the_file_and_the_metadata_line(box_split, tmp_path):
+    root, _, _ = box_split
+    maps = tmp_path / "maps"
+    for image_id, _, _ in BOX_SET[:3]:
+        (maps / f"{image_id}.npy").parent.mkdir(parents=True, exist_ok=True)
+        np.save(maps / f"{image_id}.npy", np.ones((4, 4), np.float32))
+    done = run_cli("evaluate-maps", "--metadata", root / "meta", "--maps", maps)
+    assert done.returncode == 2
+    assert "3 of 6 score maps are missing" in done.stderr
+    assert str(maps / "002.Ani" / "sub" / "n_0004.jpg.npy") in done.stderr and "line 4" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_malformed_metadata_line_names_the_file_and_line(box_split, tmp_path):
+    root, _, _ = box_split
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    for name in ("image_ids.txt", "image_sizes.txt", "class_labels.txt"):
+        (meta / name).write_text((root / "meta" / name).read_text())
+    rows = (root / "meta" / "localization.txt").read_text().splitlines()
+    rows[2] = rows[2].rsplit(",", 1)[0] + ",abc"
+    (meta / "localization.txt").write_text("\n".join(rows) + "\n")
+    done = run_cli("evaluate-maps", "--metadata", meta, "--maps", root / "maps_val")
+    assert done.returncode == 2
+    assert (
+        f"Malformed line 3 in {meta / 'localization.txt'}" in done.stderr and "'abc' is not an integer" in done.stderr
+    )
+
+
+# -- held-out protocol ------------------------------------------------------------------------------
+
+
+def counts(hits_v1, hits_v2, n) -> WSOLResult:
+    return WSOLResult(
+        thresholds=np.array([0.0, 0.25, 0.5, 0.75]),
+        iou_thresholds=IOUS,
+        multi_contour=True,
+        num_images=n,
+        hits_v1=np.array(hits_v1),
+        hits_v2=np.array(hits_v2),
+    )
+
+
+def test_heldout_threshold_is_chosen_on_one_split_and_applied_to_the_other():
+    # selection split (4 images): V1 best at index 1 (3 hits; index 2 ties and loses to the first);
+    # V2 rows sum to [3, 5, 6, 3] -> index 2, although IoU 30 alone would pick index 1.
+    selection = counts([1, 3, 3, 2], [[2, 4, 3, 1], [1, 1, 2, 1], [0, 0, 1, 1]], 4)
+    heldout = counts([4, 1, 5, 5], [[5, 5, 2, 0], [4, 1, 1, 1], [1, 0, 0, 0]], 5)
+    got = heldout_metrics(selection, heldout)
+    assert got["maxboxacc"] == 20.0 and got["maxboxacc_threshold"] == 0.25  # 1 of 5 at index 1, not its own best 100%
+    assert got["maxboxacc_v2_threshold"] == 0.5
+    assert got["maxboxacc_v2_per_iou"] == {"30": 40.0, "50": 20.0, "70": 0.0}
+    assert got["maxboxacc_v2"] == pytest.approx(20.0)
+    # the held-out split's own optimum is higher: the protocol's whole point
+    assert heldout.metrics()["maxboxacc"] == 100.0
+
+
+def test_heldout_cli_applies_the_selected_threshold(box_split, tmp_path):
+    root, val_maps, test_maps = box_split
+    out = tmp_path / "numbers.json"
+    done = run_cli(
+        "evaluate-maps", "--metadata", root / "meta", "--maps", root / "maps_val", "--cam-curve-interval", "0.01",
+        "--heldout-metadata", root / "meta_test", "--heldout-maps", root / "maps_test", "--json", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = json.loads(out.read_text())["heldout"]["at_selected"]
+    val_v1, val_v2 = reference_box_counts(val_maps, 0.01)
+    test_v1, test_v2 = reference_box_counts(test_maps, 0.01)
+    i1, i2 = int(val_v1[0].argmax()), int(val_v2.sum(0).argmax())
+    n = len(BOX_SET)
+    assert got["maxboxacc"] == test_v1[0, i1] * 100.0 / n
+    assert [got["maxboxacc_v2_per_iou"][str(i)] for i in IOUS] == [test_v2[r, i2] * 100.0 / n for r in range(3)]
+    assert got["maxboxacc_threshold"] == np.arange(0, 1, 0.01)[i1]
+    assert (i1, i2) != (int(test_v1[0].argmax()), int(test_v2.sum(0).argmax()))  # not the test split's own choice
+    assert "held-out protocol" in done.stdout
+
+
+# -- camexp evaluate on a tiny trained checkpoint ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_synthloc, tmp_path_factory):
+    """One epoch of the default experiment; a 0.5 CAM threshold so the 1-epoch model localizes some images."""
+    from camexp import config
+    from camexp.train import train
+
+    logs = tmp_path_factory.mktemp("logs")
+    overrides = tiny_overrides(tiny_synthloc, logs, **{"eval.cam_threshold": 0.5})
+    train(config.load(REPO / "experiments" / "synthloc_gap.yaml", overrides))
+    return logs / "synthloc_gap" / "version_0"
+
+
+@pytest.mark.slow
+def test_evaluate_checkpoint_report_maps_and_metrics_agree(tiny_run):
+    from camexp.evaluate import evaluate_checkpoint
+
+    results = evaluate_checkpoint(
+        tiny_run / "checkpoints" / "last.ckpt", ["trainer.enable_progress_bar=false"], save_maps=True
+    )
+    out = tiny_run / "eval_val"
+    for name in ("report.md", "results.json", "wsoleval.json", "curves.png", "extremes.png"):
+        assert (out / name).is_file(), name
+    for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt", "masks.txt"):
+        assert (out / "metadata" / name).is_file(), name
+    ids = (out / "metadata" / "image_ids.txt").read_text().split()
+    assert len(ids) == 21
+    assert np.load(out / "maps" / f"{ids[0]}.npy").shape == (8, 8)  # raw CAM at feature resolution (64 / 8)
+
+    # the paper metrics equal what the training run logged on the same weights and data
+    trained = json.loads((tiny_run / "results.json").read_text())
+    paper_keys = [f"val/{k}" for k in ("acc_top1", "acc_top5", "loc_top1", "loc_top5", "loc_gt_known", "num_images")]
+    assert {k: results[k] for k in paper_keys} == {k: trained[k] for k in paper_keys}
+    assert trained["val/loc_gt_known"] > 0 and trained["val/acc_top1"] > 0
+    assert "val/loc_top5_heuristic" in results  # evaluate always scores Table 3's heuristic
+
+    # evaluate-maps on the saved maps prints the report's wsoleval numbers
+    rescored = tiny_run / "rescored.json"
+    done = run_cli("evaluate-maps", "--metadata", out / "metadata", "--maps", out / "maps", "--json", rescored)
+    assert done.returncode == 0, done.stderr
+    again, reported = json.loads(rescored.read_text()), json.loads((out / "wsoleval.json").read_text())
+    for key in ("maxboxacc", "maxboxacc_v2", "maxboxacc_v2_per_iou", "pxap", "counts", "num_images"):
+        assert again[key] == reported[key], key
+    assert results["val/maxboxacc"] == reported["maxboxacc"] / 100 and reported["pxap"] is not None
+    report = (out / "report.md").read_text()
+    assert f"| {reported['maxboxacc']:.2f} |" in report and "localization top-5 (Table 3 heuristic)" in report
+    picture = cv2.imread(str(out / "extremes.png"))
+    assert picture is not None and picture.shape[1] >= 8 * 128
+
+
+@pytest.mark.slow
+def test_evaluate_backprop_saves_input_resolution_saliency(tiny_run, tmp_path):
+    from camexp.evaluate import evaluate_checkpoint
+
+    out = tmp_path / "bp"
+    results = evaluate_checkpoint(
+        tiny_run / "checkpoints" / "last.ckpt", ["eval.method=backprop", "trainer.enable_progress_bar=false"],
+        split="test", out_dir=out, save_maps=True, cam_curve_interval=0.01,
+    )  # fmt: skip
+    ids = (out / "metadata" / "image_ids.txt").read_text().split()
+    saliency = np.load(out / "maps" / f"{ids[0]}.npy")
+    assert saliency.shape == (64, 64) and saliency.min() >= 0  # |gradient| at the input, max over channels
+    done = run_cli("evaluate-maps", "--metadata", out / "metadata", "--maps", out / "maps",
+                   "--cam-curve-interval", "0.01", "--json", tmp_path / "bp.json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rescored, reported = json.loads((tmp_path / "bp.json").read_text()), json.loads((out / "wsoleval.json").read_text())
+    assert rescored["counts"] == reported["counts"] and rescored["maxboxacc_v2"] == reported["maxboxacc_v2"]
+    assert results["test/maxboxacc_v2"] == reported["maxboxacc_v2"] / 100
+    assert "test/loc_gt_known" in results and "test/loc_top5_heuristic" not in results

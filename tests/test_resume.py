@@ -1,0 +1,222 @@
+"""Faults: a run killed with SIGKILL mid-epoch and resumed with resume=last ends exactly where an
+uninterrupted run ends; damaged checkpoints are named, never silently used."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from camexp.cli import main
+from camexp.data.resumable import ResumableDataLoader, ResumableDistributedSampler
+from camexp.faults import AtomicCheckpointIO, CheckpointError, check_checkpoint, newest_valid_checkpoint
+from tests.conftest import REPO, tiny_overrides
+
+# -- the training loader's position ------------------------------------------------------------------------
+
+
+def _loader(seed=0):
+    data = TensorDataset(torch.arange(20))
+    sampler = ResumableDistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=seed)
+    return ResumableDataLoader(data, batch_size=4, sampler=sampler, drop_last=True, seed=seed)
+
+
+def _epoch(loader, epoch):
+    loader.sampler.set_epoch(epoch)
+    return [batch[0].tolist() for batch in loader]
+
+
+def test_loader_resumes_mid_epoch_with_the_remaining_batches():
+    reference = _loader()
+    epoch1 = _epoch(reference, 1)
+    interrupted = _loader()
+    interrupted.sampler.set_epoch(1)
+    it = iter(interrupted)
+    seen = [next(it)[0].tolist() for _ in range(2)]
+    state = interrupted.state_dict()
+    assert state["epoch"] == 1 and state["batches_done"] == 2
+
+    resumed = _loader()
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(1)  # Lightning sets the same epoch again: the skip must survive it
+    rest = [batch[0].tolist() for batch in resumed]
+    assert seen + rest == epoch1
+    assert _epoch(resumed, 2) == _epoch(reference, 2)  # and the next epoch is whole again
+
+
+def test_loader_state_after_a_complete_epoch_starts_the_next_one():
+    done = _loader()
+    _epoch(done, 0)
+    resumed = _loader()
+    resumed.load_state_dict(done.state_dict())
+    assert [b[0].tolist() for b in resumed] == _epoch(_loader(), 1)
+
+
+# -- damaged checkpoints -----------------------------------------------------------------------------------
+
+
+def _fake_checkpoint(path: Path, payload: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {"w": torch.full((1000,), float(payload))}}, path)
+    return path
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_truncated_checkpoint_error_names_it_and_the_previous_one(tmp_path):
+    ckpts = tmp_path / "run" / "checkpoints"
+    older = _fake_checkpoint(ckpts / "step0000002.ckpt", 2)
+    time.sleep(0.02)
+    newer = _fake_checkpoint(ckpts / "last.ckpt", 4)
+    _truncate(newer)
+    with pytest.raises(CheckpointError) as err:
+        check_checkpoint(newer)
+    message = str(err.value)
+    assert str(newer) in message and "truncated" in message and str(older) in message
+    assert older.is_file() and check_checkpoint(older) == older
+
+
+def test_resume_last_skips_a_damaged_newest_checkpoint_with_a_warning(tmp_path):
+    ckpts = tmp_path / "run" / "checkpoints"
+    good = _fake_checkpoint(ckpts / "step0000002.ckpt", 2)
+    time.sleep(0.02)
+    bad = _fake_checkpoint(ckpts / "last.ckpt", 4)
+    _truncate(bad)
+    with pytest.warns(UserWarning, match="last.ckpt"):
+        assert newest_valid_checkpoint(tmp_path / "run") == good
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_whole(tmp_path):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(1), "w": torch.ones(1000)}, path)
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # pickling fails half-way through writing
+        AtomicCheckpointIO().save_checkpoint({"w": torch.ones(1000), "z": lambda: 0}, path)
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert list(path.parent.iterdir()) == [path]  # no temporary left behind
+
+
+def test_checkpoint_with_a_corrupted_member_is_rejected(tmp_path):
+    path = _fake_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", 1)
+    with zipfile.ZipFile(path) as archive:
+        member = max(archive.infolist(), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra) + 100
+    raw[start : start + 8] = b"\xff" * 8  # same size, wrong bytes
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="damaged"):
+        check_checkpoint(path)
+
+
+# -- the real thing: SIGKILL mid-epoch, resume, same result --------------------------------------------------
+
+# Pauses the real `camexp train` right after the step checkpoint of step PAUSE_AT_STEP is written, so the
+# test kills it at a known point (mid-epoch) instead of racing a fast CPU run.
+PAUSER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from camexp.cli import main
+
+    pause_at = int(os.environ["PAUSE_AT_STEP"])
+    original = ModelCheckpoint.on_train_batch_end
+
+    def on_train_batch_end(self, trainer, *args, **kwargs):
+        original(self, trainer, *args, **kwargs)
+        if self._every_n_train_steps and trainer.global_step == pause_at:
+            print("PAUSED", flush=True)
+            time.sleep(600)
+
+    ModelCheckpoint.on_train_batch_end = on_train_batch_end
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def _camexp(args, cwd, **kw):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("CAMEXP_RUN_DIR", None)
+    command = [sys.executable, "-m", "camexp", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, **kw)
+
+
+def _val_metrics(run_dir: Path) -> dict[str, float]:
+    results = json.loads((run_dir / "results.json").read_text())
+    return {k: v for k, v in results.items() if k.startswith("val/")}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_last_matches_an_uninterrupted_run(tiny_synthloc, tmp_path, capsys):
+    # 48 train images, batch 16: 3 steps per epoch; step checkpoints every 2 steps: step 4 is mid-epoch 1.
+    # Exact equality needs deterministic kernels and data.num_workers=0 (with workers, the rest of the
+    # interrupted epoch gets other random crops; the data order is still exact).
+    common = [
+        str(REPO / "experiments" / "synthloc_gap.yaml"),
+        *tiny_overrides(
+            tiny_synthloc,
+            tmp_path / "logs",
+            **{"trainer.max_epochs": 3, "trainer.deterministic": "true", "trainer.checkpoint_every_n_steps": 2},
+        ),
+    ]
+    full = _camexp(["train", *common, "name=full"], cwd=tmp_path, timeout=600)
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    pauser = tmp_path / "pause_train.py"
+    pauser.write_text(PAUSER)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PAUSE_AT_STEP": "4"}
+    log = open(tmp_path / "killed.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, str(pauser), "train", *common, "name=killed"], cwd=tmp_path, env=env, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.time() + 300
+        while "PAUSED" not in (tmp_path / "killed.log").read_text() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert "PAUSED" in (tmp_path / "killed.log").read_text(), (tmp_path / "killed.log").read_text()[-3000:]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        log.close()
+    run_dir = tmp_path / "logs" / "killed" / "version_0"
+    ckpts = run_dir / "checkpoints"
+    assert not (run_dir / "results.json").exists()
+    newest = ckpts / "step0000004.ckpt"
+    state = torch.load(newest, map_location="cpu", weights_only=True)
+    progress = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert state["epoch"] == 1 and progress["completed"] < progress["ready"] == 1  # killed mid-epoch
+
+    # A truncated checkpoint (here a copy, the newest file) is named; the previous ones are still there.
+    damaged = ckpts / "zz_damaged.ckpt"
+    damaged.write_bytes(newest.read_bytes()[:5000])
+    assert main(["train", *common, "name=killed", f"resume={damaged}"]) == 2  # the CLI, in this process
+    refused = capsys.readouterr().err
+    assert str(damaged) in refused and "truncated" in refused and str(newest) in refused
+    assert newest.is_file() and (ckpts / "step0000002.ckpt").is_file()
+
+    # resume=last skips the damaged newest file (warning naming it) and continues from step 4.
+    resumed = _camexp(["train", *common, "name=killed", "resume=last"], cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    output = resumed.stdout + resumed.stderr
+    assert "Skipping damaged checkpoint" in output and "zz_damaged.ckpt" in output
+    assert f"Restoring states from the checkpoint path at {newest}" in output
+
+    full_dir = tmp_path / "logs" / "full" / "version_0"
+    assert _val_metrics(run_dir) == _val_metrics(full_dir)
+    weights = [
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for d in (run_dir, full_dir)
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
