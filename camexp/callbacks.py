@@ -191,10 +191,12 @@ class CAMCallback(Callback):
             return {}
         box_metric, pixel_metric = self.wsoleval.pop(split)
         values: dict[str, Tensor] = {}
-        boxes = box_metric.compute()  # synced across ranks
-        if box_metric.num_images > 0:
+        boxes = box_metric.compute()  # synced across ranks; NaN when no rank saw an image with boxes
+        if not torch.isnan(boxes["maxboxacc"]):
             values.update({f"{split}/{k}": v.float() for k, v in boxes.items()})
-            self.last_box_curves[split] = {"thresholds": box_metric.thresholds, "curves": box_metric.curves().cpu()}
+            with box_metric.sync_context():  # the curves of all ranks (every rank takes part)
+                curves = box_metric.curves().cpu()
+            self.last_box_curves[split] = {"thresholds": box_metric.thresholds, "curves": curves}
         pxap = pixel_metric.compute()
         if not torch.isnan(pxap):
             values[f"{split}/pxap"] = pxap.float()

@@ -146,13 +146,17 @@ def maxboxacc_compute(
     hits_v1: Tensor, hits_v2: Tensor, num_images: Tensor, thresholds: np.ndarray, iou_thresholds: Sequence[int]
 ) -> dict[str, Tensor]:
     """Fractions: best accuracy over the CAM thresholds (first threshold on ties, as the reference),
-    V2 = mean over the IoU rows each at its own best threshold, and those thresholds."""
-    n = num_images.double().clamp_min(1)
+    V2 = mean over the IoU rows each at its own best threshold, and those thresholds. NaN everywhere
+    when no image was seen (undefined, not 0)."""
+    n = num_images.double()
     curve_v1 = hits_v1.double() / n
     curves_v2 = hits_v2.double() / n
-    best_v1 = int(curve_v1.argmax())
-    best_v2 = curves_v2.argmax(dim=1)
+    best_v1 = int(hits_v1.argmax())  # argmax of the counts: the first best threshold, as np.argmax
+    best_v2 = hits_v2.argmax(dim=1)
     grid = torch.as_tensor(thresholds, dtype=torch.float64)
+    if n <= 0:
+        grid = torch.full_like(grid, float("nan"))
+        curve_v1, curves_v2 = curve_v1 * float("nan"), curves_v2 * float("nan")
     out = {
         "maxboxacc": curve_v1[best_v1],
         "maxboxacc_threshold": grid[best_v1],

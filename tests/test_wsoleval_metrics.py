@@ -144,6 +144,7 @@ def test_pxap_class_equals_functional_and_reference_and_merges():
     assert rank0.compute().item() == whole.compute().item()
     with pytest.warns(UserWarning):  # torchmetrics: compute before update
         assert torch.isnan(PxAP(GRID).compute())  # nothing seen: undefined, not 0
+        assert all(torch.isnan(v) for v in MaxBoxAcc(GRID).compute().values())
 
 
 def test_thresholds_are_the_reference_grids():

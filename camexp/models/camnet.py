@@ -63,7 +63,7 @@ class CAMNet(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         if "boxes" in batch or "mask" in batch:
             raise RuntimeError("A training batch carries boxes or masks: weak supervision forbids it.")
-        logits = self.net(batch["image"])
+        logits = self(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
         acc = (logits.argmax(1) == batch["label"]).float().mean()
         # sync_dist: every rank's batches count (training shards are equal-sized, so the mean is exact)
