@@ -15,17 +15,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytorch_lightning as pl
 from PIL import Image
 
-from camexp import config, data, faults
+from camexp import config, faults
 from camexp.errors import CamexpError
 from camexp.eval_report import write_report, wsoleval_fractions
 from camexp.evaluate_maps import write_json
 from camexp.models import CAMNet
 from camexp.report import write_results
 from camexp.score_map_callback import ScoreMapCallback
-from camexp.train import build_cam_callback
+from camexp.train import build_cam_callback, checkpoint_config, evaluation_data, evaluation_trainer
 from camexp.wsol_metadata import SplitMetadata, write_metadata
 from camexp.wsol_scoring import WSOLScorer, format_metrics
 from camexp.wsoleval import CAM_CURVE_INTERVAL
@@ -87,20 +86,9 @@ def evaluate_checkpoint(
     ckpt = faults.check_checkpoint(ckpt)  # a damaged file: names it and the run's valid checkpoints
     run_dir = run_dir_of(ckpt)
     files, overrides = split_configs(config_args)
-    run_config = run_dir / "config.yaml"
-    if not files and not run_config.is_file():
-        raise CamexpError(
-            f"No config.yaml next to {ckpt} (expected {run_config}). "
-            f"Pass the experiment file: camexp evaluate {ckpt} experiments/NAME.yaml [key=value ...]."
-        )
-    cfg = config.load(files or [run_config], ["eval.heuristic_top5=true", *overrides])
+    cfg = checkpoint_config(ckpt, files, ["eval.heuristic_top5=true", *overrides], "evaluate")
     out = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
-
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = data.build(cfg.data, str(config.data_root(cfg)), seed=cfg.seed)
-    datamodule.prepare_data()
-    datamodule.setup(STAGES[split])
-    datamodule.check_num_classes(cfg.model.num_classes)
+    datamodule = evaluation_data(cfg, STAGES[split])
     model = CAMNet.load_from_checkpoint(str(ckpt), map_location="cpu", pretrained=False, weights_path=None)
     if int(model.hparams.num_classes) != datamodule.num_classes:
         raise CamexpError(
@@ -127,22 +115,7 @@ def evaluate_checkpoint(
         masks_dir=out / "metadata" if save_maps else None,
         num_extremes=num_extremes,
     )
-    t = cfg.trainer
-    trainer = pl.Trainer(
-        accelerator=t.accelerator,
-        devices=1,
-        precision=t.precision,
-        deterministic=t.deterministic,
-        limit_val_batches=t.limit_val_batches,
-        limit_test_batches=t.limit_val_batches,
-        enable_progress_bar=t.enable_progress_bar,
-        logger=False,
-        enable_checkpointing=False,
-        callbacks=[cam_callback, map_callback],
-        default_root_dir=str(out),
-        use_distributed_sampler=False,
-        inference_mode=cfg.eval.method != "backprop",  # gradient saliency needs autograd
-    )
+    trainer = evaluation_trainer(cfg, [cam_callback, map_callback], out, devices=1)  # maps are gathered in-process
     run = trainer.validate if split == "val" else trainer.test
     run(model, datamodule=datamodule, verbose=False)
 

@@ -279,6 +279,49 @@ def _summary(cfg, run_dir: Path, table: str, checkpoints: ModelCheckpoint, cam_c
     return "\n".join(lines)
 
 
+def checkpoint_config(ckpt: Path, files: Sequence[str], overrides: Sequence[str], command: str) -> DictConfig:
+    """The config a checkpoint was trained with (its run's config.yaml) or the given experiment files, + overrides."""
+    run_config = ckpt.parent.parent / "config.yaml"
+    if not files and not run_config.is_file():
+        raise CamexpError(
+            f"No config.yaml next to {ckpt} (expected {run_config}). "
+            f"Pass the experiment file: camexp {command} {ckpt} experiments/NAME.yaml [key=value ...]."
+        )
+    return config.load(list(files) or [run_config], overrides)
+
+
+def evaluation_data(cfg: DictConfig, stage: str) -> data.CAMDataModule:
+    """Seeded, prepared and set-up DataModule for evaluating a checkpoint (stage: validate | test)."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = data.build(cfg.data, str(config.data_root(cfg)), seed=cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup(stage)
+    datamodule.check_num_classes(cfg.model.num_classes)
+    return datamodule
+
+
+def evaluation_trainer(cfg: DictConfig, callbacks: list, root_dir: Path, devices=None) -> pl.Trainer:
+    """A Trainer that only evaluates: no logger, no checkpoints, the DataModule's unpadded shards."""
+    t = cfg.trainer
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices if devices is None else devices,
+        strategy=t.strategy if devices is None else "auto",
+        num_nodes=t.num_nodes if devices is None else 1,
+        precision=t.precision,
+        deterministic=t.deterministic,
+        limit_val_batches=t.limit_val_batches,
+        limit_test_batches=t.limit_val_batches,
+        enable_progress_bar=t.enable_progress_bar,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=callbacks,
+        default_root_dir=str(root_dir),
+        use_distributed_sampler=False,
+        inference_mode=cfg.eval.method != "backprop",  # gradient saliency needs autograd
+    )
+
+
 def validate(
     ckpt: str | Path, overrides: Sequence[str] = (), files: Sequence[str] = (), out: str | Path | None = None
 ) -> dict[str, float]:
@@ -287,38 +330,11 @@ def validate(
     writes them as JSON to `out` ({"metrics", "per_class", "curve"}). Overlays go to <run dir>/validate."""
     quiet_synced_metric_warnings()
     ckpt = faults.check_checkpoint(ckpt)
-    run_config = ckpt.parent.parent / "config.yaml"
-    if not files and not run_config.is_file():
-        raise CamexpError(
-            f"No config.yaml next to {ckpt} (expected {run_config}). "
-            f"Pass the experiment file: camexp validate {ckpt} experiments/NAME.yaml [key=value ...]."
-        )
-    cfg = config.load(list(files) or [run_config], overrides)
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = data.build(cfg.data, str(config.data_root(cfg)), seed=cfg.seed)
-    datamodule.prepare_data()
-    datamodule.setup("validate")
-    datamodule.check_num_classes(cfg.model.num_classes)
+    cfg = checkpoint_config(ckpt, files, overrides, "validate")
+    datamodule = evaluation_data(cfg, "validate")
     model = CAMNet.load_from_checkpoint(str(ckpt), map_location="cpu")
     cam_callback = build_cam_callback(cfg, datamodule)
-
-    t = cfg.trainer
-    trainer = pl.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        num_nodes=t.num_nodes,
-        precision=t.precision,
-        deterministic=t.deterministic,
-        limit_val_batches=t.limit_val_batches,
-        enable_progress_bar=t.enable_progress_bar,
-        logger=False,
-        enable_checkpointing=False,
-        callbacks=[cam_callback],
-        default_root_dir=str(ckpt.parent.parent / "validate"),
-        use_distributed_sampler=False,
-        inference_mode=cfg.eval.method != "backprop",
-    )
+    trainer = evaluation_trainer(cfg, [cam_callback], ckpt.parent.parent / "validate")
     logged = trainer.validate(model, datamodule=datamodule, verbose=False)
     results = {key: float(value) for key, value in (logged[0] if logged else {}).items()}
     results.update(cam_callback.last_results)
