@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS
 from tests.conftest import REPO, TINY_SYNTH, tiny_overrides
 
 
@@ -132,7 +133,9 @@ def test_wandb_offline_and_tensorboard_get_metrics_overlays_tables_and_curve(tin
     assert [row[0] for row in table["data"]] == class_names
     assert sum(row[1] for row in table["data"]) == TINY_SYNTH["n_val"] == json.loads(final["val/num_images"])
     curve = json.loads(sorted(files.glob("media/table/val/loc_vs_threshold_table_*.table.json"))[-1].read_text())
-    assert curve["columns"] == ["cam_threshold", "loc_gt_known"] and len(curve["data"]) == 19
+    expected_thresholds = sorted(set(DEFAULT_CURVE_THRESHOLDS) | {0.2})  # the grid plus eval.cam_threshold
+    assert curve["columns"] == ["cam_threshold", "loc_gt_known"]
+    assert [row[0] for row in curve["data"]] == pytest.approx(expected_thresholds)
     at_paper_threshold = dict(map(tuple, curve["data"]))[0.2]
     assert at_paper_threshold == pytest.approx(json.loads(final["val/loc_gt_known"]), abs=1e-6)
 
