@@ -32,7 +32,7 @@ class SynthConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "synthloc"  # synthloc | cub | ilsvrc | wsoleval | places365 | scenes
+    name: str = "synthloc"  # synthloc | cub | ilsvrc | wsoleval | places365 | sun397 | indoor67 | scenes
     root: str | None = None  # default: data/<name>
     input_size: int = 128  # S: network input; evaluation resizes the whole image to S x S (no crop)
     train_resize: int = 146  # training: resize the short side to this, then random S x S crop (paper: 256 -> 224)
