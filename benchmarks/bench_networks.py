@@ -18,20 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from camexp.models import build_network  # noqa: E402
+from camexp.models import available_networks, build_network  # noqa: E402
 
-NETWORKS = [
-    "alexnet_gap",
-    "alexnet_star_gap",
-    "alexnet_star_gap_release",
-    "vgg16_gap",
-    "googlenet_gap",
-    "googlenet_gmp",
-    "nin",
-    "alexnet",
-    "vgg16",
-    "googlenet",
-]
+NETWORKS = [name for name in available_networks() if name != "synthnet"]  # the paper's, registered
 SIZE = 224
 
 
