@@ -38,6 +38,19 @@ except ImportError:  # pragma: no cover
 
 
 
+def gt_class_maps(pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any], method: str) -> Tensor:
+    """N x h x w unnormalized maps of each image's GT class: CAMs from the step's features, or gradient
+    saliency (method="backprop"). Kept in `outputs`, so every callback of a batch shares one computation
+    (the saliency costs a backward pass)."""
+    if "gt_class_maps" not in outputs:
+        labels = batch["label"]
+        if method == "backprop":
+            outputs["gt_class_maps"] = gradient_saliency(pl_module, batch["image"], labels)
+        else:
+            outputs["gt_class_maps"] = class_activation_maps(outputs["features"], pl_module.class_weights, labels)
+    return outputs["gt_class_maps"]
+
+
 @dataclass
 class OverlaySample:
     """One image picked for the overlays: what a logger needs to draw it its own way (e.g. W&B boxes)."""
@@ -122,10 +135,10 @@ class CAMCallback(Callback):
         gt_class_iou = heuristic_hits = None
         cams = pred_boxes = raw = None
         if self.method == "backprop":
-            raw = gradient_saliency(pl_module, batch["image"], labels)
+            raw = gt_class_maps(pl_module, outputs, batch, self.method)  # at input size already
             cams = normalize_cams(raw)
         elif getattr(pl_module, "cam_capable", False):
-            raw = class_activation_maps(features, pl_module.class_weights, labels)  # N x h x w, unnormalized
+            raw = gt_class_maps(pl_module, outputs, batch, self.method)  # N x h x w, unnormalized
             cams = normalize_cams(upsample_cams(raw, size))
         if raw is not None and split in self.wsoleval:
             self._update_wsoleval(split, raw, batch)

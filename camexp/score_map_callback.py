@@ -20,10 +20,10 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from camexp import viz
-from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
+from camexp.callbacks import gt_class_maps
+from camexp.cam import normalize_cams, upsample_cams
 from camexp.evaluate_maps import gt_boxes_224
 from camexp.localization import best_iou_per_image, boxes_from_cams
-from camexp.saliency import gradient_saliency
 from camexp.score_maps import map_path, save_map
 from camexp.wsol_metadata import SplitMetadata, combine_masks
 from camexp.wsol_scoring import WSOLScorer
@@ -83,12 +83,7 @@ class ScoreMapCallback(Callback):
     # -- per batch -----------------------------------------------------------------------------------
     def raw_maps(self, pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
         """N x h x w GT-class maps, unnormalized (float32)."""
-        labels = batch["label"]
-        if self.method == "backprop":
-            maps = gradient_saliency(pl_module, batch["image"], labels)
-        else:
-            maps = class_activation_maps(outputs["features"], pl_module.class_weights, labels)
-        return maps.detach().float()
+        return gt_class_maps(pl_module, outputs, batch, self.method).detach().float()
 
     def _update(self, pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> None:
         if "label" not in batch:  # a batch of skipped corrupt images
