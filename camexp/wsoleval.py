@@ -28,21 +28,33 @@ Per image the metric state is a fixed-size array of counts (hits per IoU x thres
 histograms), so a streaming metric sums them and DDP reduction is a sum.
 
 Why the fast path is exact: after quantization the mask ``q > c`` only depends on the smallest
-value of ``q`` above ``c``; so the 1000 thresholds collapse to at most 256 distinct masks, and the
-same OpenCV calls run once per distinct mask (on the identical mask, hence identical contours).
-Masks whose foreground bounding box cannot reach the smallest IoU threshold against any GT box
-are skipped (every predicted box lies inside that bounding box, and IoU(b, g) <= |b & g| / |g|).
-Box extents, contour areas (the shoelace sum over integer points is exact in float64, as in
-``cv2.contourArea``) and IoUs are then computed for all masks at once with numpy.
+value of ``q`` above ``c``, so the 1000 thresholds collapse to at most 256 distinct masks
+``q >= L``, and their contours come from one of two exact strategies, whichever a cost model
+(``_prefer_tracing``; speed only) expects to be cheaper for the map:
+
+* tracing: OpenCV's own ``findContours`` once per distinct mask, cropped to its foreground, skipping
+  masks whose foreground box cannot reach the IoU threshold against any GT box (every predicted
+  box lies inside it, and IoU(b, g) <= |b & g| / |g|); boxes and contour areas (an integer
+  shoelace, exact as ``cv2.contourArea``'s float64 sum over integer points) for all contours at once;
+* trees: ``contour_tree`` reads the box and ``cv2.contourArea`` of every contour of every level
+  off two component trees of ``q`` (one union-find pass each; checked against ``cv2.findContours``
+  level by level in ``tests/test_contour_tree.py``). V1's "first on ties" depends on OpenCV's
+  contour order, so a level where two largest contours tie in area but not in IoU is traced.
+
+IoUs use the reference's arithmetic in both; ``tests/test_wsoleval.py`` holds each strategy to
+hand-checked values and to the reference port.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import cv2
 import numpy as np
+
+from camexp.contour_tree import level_contours, level_largest, level_max
 
 RESIZE_LENGTH = 224
 """Side of the square frame the protocol evaluates in (reference ``_RESIZE_LENGTH``)."""
@@ -144,7 +156,7 @@ def quantize_scoremap(scoremap: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Fast path: boxes once per distinct mask, IoUs for all masks at once
+# Fast path: every level's contours from two component trees, IoUs once per contour
 # --------------------------------------------------------------------------------------------
 
 
@@ -164,12 +176,20 @@ def _iou_many(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return ious.max(axis=1)
 
 
+def _reference_boxes(extents: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Inclusive contour extents -> the reference's boxes (x, y, min(x + w, W - 1), min(y + h, H - 1))."""
+    boxes = extents.copy()
+    np.minimum(boxes[:, 2] + 1, width - 1, out=boxes[:, 2])
+    np.minimum(boxes[:, 3] + 1, height - 1, out=boxes[:, 3])
+    return boxes
+
+
 class _Levels:
-    """The distinct foreground masks of one quantized map, the threshold -> mask mapping, extents.
+    """The distinct foreground masks of one quantized map and the threshold -> mask mapping.
 
     Level ``k`` is the mask ``q >= lowest_value[k]`` (256 for the empty mask); ``extent[k]`` is the
     inclusive (x0, y0, x1, y1) pixel extent of its foreground, read off the running maxima of the
-    row / column profiles of ``q`` (no mask is built for it).
+    row / column profiles of ``q`` (no mask is built for it; only OpenCV's tracing needs it).
     """
 
     def __init__(self, q: np.ndarray, thresholds: np.ndarray):
@@ -185,26 +205,30 @@ class _Levels:
         self.empty = self.keys == present.size  # no value above the cut: empty mask
         lowest = present[np.minimum(self.keys, present.size - 1)]
         self.lowest_value = np.where(self.empty, 256, lowest)
-        v = self.lowest_value
+
+    @cached_property
+    def extent(self) -> np.ndarray:
+        """Per level, the inclusive (x0, y0, x1, y1) extent of its foreground (meaningless on empty levels)."""
+        q, v = self.q, self.lowest_value
         row_max, col_max = q.max(axis=1), q.max(axis=0)
         # First row whose max reaches v = first index where the running max reaches v.
         y0 = np.searchsorted(np.maximum.accumulate(row_max), v)
         y1 = self.height - 1 - np.searchsorted(np.maximum.accumulate(row_max[::-1]), v)
         x0 = np.searchsorted(np.maximum.accumulate(col_max), v)
         x1 = self.width - 1 - np.searchsorted(np.maximum.accumulate(col_max[::-1]), v)
-        self.extent = np.stack([x0, y0, x1, y1], axis=1)  # meaningless on empty levels
+        return np.stack([x0, y0, x1, y1], axis=1)
 
     def foreground_boxes(self) -> np.ndarray:
-        """Per level, the box that contains every predicted box: the extent, plus one, clipped."""
+        """Per level, the reference box of its whole foreground: it contains every predicted box."""
         x0, y0, x1, y1 = self.extent.T
         return np.stack([x0, y0, np.minimum(x1 + 1, self.width - 1), np.minimum(y1 + 1, self.height - 1)], axis=1)
 
-    def contours(self, level_ids: np.ndarray) -> tuple[list[np.ndarray], list[int]]:
-        """OpenCV contours of the given non-empty levels: flat list and per-level counts.
+    def opencv_contours(self, level_ids: np.ndarray) -> tuple[list[np.ndarray], list[int]]:
+        """``cv2.findContours`` of the given non-empty levels in OpenCV's order: flat list, per-level counts.
 
         Each mask is cropped to its foreground extent: the zero padding that findContours adds
         around the crop stands for the empty pixels outside it, so the contours and their order
-        are the full-image ones, shifted by the level's (x0, y0).
+        are the full-image ones, in crop coordinates (shift by the level's extent x0, y0).
         """
         flat: list[np.ndarray] = []
         counts: list[int] = []
@@ -225,15 +249,15 @@ def _segment_starts(lengths: np.ndarray) -> np.ndarray:
     return starts
 
 
-class _LevelContours:
-    """Boxes (reference rule) and ``cv2.contourArea`` of every contour of some levels, vectorized.
+class _TracedContours:
+    """Boxes (reference rule) and ``cv2.contourArea`` of every contour of some levels, traced by OpenCV.
 
     One findContours pass per level serves both rules; the per-contour work (boundingRect,
     contourArea) is done for all contours at once with ``reduceat`` over the concatenated points.
     """
 
     def __init__(self, levels: _Levels, level_ids: np.ndarray, need_area: bool):
-        flat, counts = levels.contours(level_ids)
+        flat, counts = levels.opencv_contours(level_ids)
         self.counts = np.asarray(counts, dtype=np.int64)
         self.starts = _segment_starts(self.counts)  # first contour of each level
         lengths = np.fromiter(map(len, flat), dtype=np.int64, count=len(flat))
@@ -241,12 +265,16 @@ class _LevelContours:
         x, y = points[:, 0], points[:, 1]
         starts = _segment_starts(lengths)
         shift = np.repeat(levels.extent[level_ids, :2], self.counts, axis=0)
-        x0 = np.minimum.reduceat(x, starts) + shift[:, 0]
-        y0 = np.minimum.reduceat(y, starts) + shift[:, 1]
-        # boundingRect width is max - min + 1, so the reference's x + w is max + 1.
-        x1 = np.minimum(np.maximum.reduceat(x, starts) + shift[:, 0] + 1, levels.width - 1)
-        y1 = np.minimum(np.maximum.reduceat(y, starts) + shift[:, 1] + 1, levels.height - 1)
-        self.boxes = np.stack([x0, y0, x1, y1], axis=1)
+        extents = np.stack(
+            [
+                np.minimum.reduceat(x, starts) + shift[:, 0],
+                np.minimum.reduceat(y, starts) + shift[:, 1],
+                np.maximum.reduceat(x, starts) + shift[:, 0],
+                np.maximum.reduceat(y, starts) + shift[:, 1],
+            ],
+            axis=1,
+        )
+        self.boxes = _reference_boxes(extents, levels.width, levels.height)
         self.areas = None
         if need_area:
             # Shoelace as cv2.contourArea: sum of x[i] * y[i+1] - y[i] * x[i+1] along the contour
@@ -271,26 +299,99 @@ class _LevelContours:
         return _iou_many(self.boxes[np.minimum.reduceat(index, self.starts)], gt)
 
 
-def _best_ious_per_level(levels: _Levels, gt: np.ndarray, rules: Sequence[tuple[bool, np.ndarray]]) -> list[np.ndarray]:
-    """Best IoU per level for each (multi_contour, levels to compute) rule; NaN where not computed."""
-    needed = np.zeros(levels.keys.size, dtype=bool)
-    for _, compute in rules:
-        needed |= compute
-    traced = None
-    todo = np.flatnonzero(needed & ~levels.empty)
-    if todo.size:
-        traced = _LevelContours(levels, todo, need_area=any(not multi for multi, _ in rules))
+def _largest_contour_ious_by_opencv(levels: _Levels, level_ids: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """V1 best IoU of some levels the reference way: OpenCV's contour list, largest contourArea, first on ties."""
+    return _TracedContours(levels, level_ids, need_area=True).best_ious(gt, multi_contour=False)
+
+
+def _reachable_levels(levels: _Levels, gt: np.ndarray, min_iou: float) -> np.ndarray:
+    """Non-empty levels whose upper bound max_g |fg_box & g| / |g| reaches ``min_iou``.
+
+    Every predicted box of a level lies inside its foreground box, and IoU(b, g) <= |b & g| / |g|;
+    float division is monotone, so a bound below the threshold proves the reference's miss.
+    """
+    fg = levels.foreground_boxes()
+    inter = np.maximum(0, np.minimum(fg[:, None, 2], gt[:, 2]) - np.maximum(fg[:, None, 0], gt[:, 0]) + 1) * (
+        np.maximum(0, np.minimum(fg[:, None, 3], gt[:, 3]) - np.maximum(fg[:, None, 1], gt[:, 1]) + 1)
+    )
+    area_g = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
+    return ((inter / area_g).max(axis=1) >= min_iou) & ~levels.empty
+
+
+TRACE_COST_PER_LEVEL = 70
+"""Cost model of ``_prefer_tracing``, in units of one contour pixel traced by OpenCV: the fixed cost
+of one traced level. Fitted on 224 x 224 CAM-like, noise and trained-model maps (benchmarks/)."""
+TREE_COST_PER_CONTOUR_PIXEL = 0.1
+"""Same units: what each contour pixel adds to the two component trees, which cost 1 per image pixel."""
+
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=np.uint8)
+
+
+def _prefer_tracing(levels: _Levels, level_ids: np.ndarray) -> bool:
+    """Whether tracing these levels with OpenCV should be cheaper than the component trees (speed only).
+
+    Tracing costs about one unit per contour pixel of the traced levels plus a fixed cost per level,
+    the trees one unit per image pixel: smooth maps with a coarse grid or few reachable levels trace
+    faster, contour-rich maps (noise, many small blobs) are far faster with the trees. A pixel is a
+    contour pixel of level L when q >= L there and some 4-neighbour (or the border) is below L, so
+    the count over the traced levels follows from the histograms of q and of its 4-neighbour minimum.
+    """
+    values = np.sort(levels.lowest_value[level_ids])
+    levels_up_to = np.searchsorted(values, np.arange(256), side="right")  # traced levels <= v
+    neighbour_min = cv2.erode(levels.q, _CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    contour_pixels = int(
+        (np.bincount(levels.q.ravel(), minlength=256) - np.bincount(neighbour_min.ravel(), minlength=256))
+        @ levels_up_to
+    )
+    tracing = contour_pixels + TRACE_COST_PER_LEVEL * level_ids.size
+    trees = levels.q.size + TREE_COST_PER_CONTOUR_PIXEL * contour_pixels
+    return tracing < trees
+
+
+def _best_ious_per_level(
+    levels: _Levels, gt: np.ndarray, v1_iou: float | None, v2_iou: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best IoU per level under the V1 (largest contour) and V2 (all contours) rules; empty arrays if not asked.
+
+    ``v1_iou`` / ``v2_iou`` are the smallest IoU threshold each rule is scored at (None: skip the rule);
+    levels that provably miss it may be left NaN (counted as misses). Empty levels get the
+    reference's box (0, 0, 0, 0). Two exact strategies, picked by ``_prefer_tracing``: OpenCV traces
+    each level whose foreground box can reach the IoU, or ``contour_tree`` reads every level's
+    contours off two component trees.
+    """
+    n = levels.keys.size
+    rules = [(False, v1_iou), (True, v2_iou)]
+    best = {multi: np.full(n, np.nan) for multi, iou in rules if iou is not None}
     empty_iou = _iou_many(np.zeros((1, 4), dtype=np.int64), gt)[0]
-    results = []
-    for multi, compute in rules:
-        best = np.full(levels.keys.size, np.nan)
-        best[compute & levels.empty] = empty_iou
-        if traced is not None:
-            values = traced.best_ious(gt, multi)
-            keep = compute[todo]
-            best[todo[keep]] = values[keep]
-        results.append(best)
-    return results
+    for values in best.values():
+        values[levels.empty] = empty_iou
+    reachable = {multi: _reachable_levels(levels, gt, iou) for multi, iou in rules if iou is not None}
+    todo = np.flatnonzero(np.logical_or.reduce(list(reachable.values()))) if reachable else np.zeros(0, int)
+    if todo.size == 0:
+        pass
+    elif _prefer_tracing(levels, todo):
+        traced = _TracedContours(levels, todo, need_area=False in best)
+        for multi, values in best.items():
+            keep = reachable[multi][todo]
+            values[todo[keep]] = traced.best_ious(gt, multi)[keep]
+    else:
+        _best_ious_from_trees(levels, gt, best)
+    empty = np.zeros(0)
+    return best.get(False, empty), best.get(True, empty)
+
+
+def _best_ious_from_trees(levels: _Levels, gt: np.ndarray, best: dict[bool, np.ndarray]) -> None:
+    """Fill ``best`` (V1 under False, V2 under True) at every non-empty level from the component trees."""
+    traced = np.flatnonzero(~levels.empty)
+    contours = level_contours(levels.q, levels.lowest_value[traced], need_area=False in best)
+    ious = _iou_many(_reference_boxes(contours.boxes, levels.width, levels.height), gt)
+    if True in best:
+        best[True][traced] = level_max(contours.k0, contours.k1, ious, traced.size)
+    if False in best:
+        largest, ambiguous = level_largest(contours.k0, contours.k1, contours.area2, ious, traced.size)
+        if ambiguous.any():  # tied largest areas, different IoUs: OpenCV's contour order decides
+            largest[ambiguous] = _largest_contour_ious_by_opencv(levels, traced[ambiguous], gt)
+        best[False][traced] = largest
 
 
 def best_iou_per_threshold(
@@ -301,33 +402,20 @@ def best_iou_per_threshold(
 ) -> np.ndarray:
     """Exact best IoU between the predicted boxes and the GT boxes at every threshold, shape (T,).
 
-    The value the reference compares with ``iou / 100`` (its ``sliced_multiple_iou``); no
-    pruning, so this is the slower but complete form of ``box_hits_per_threshold``.
+    The value the reference compares with ``iou / 100`` (its ``sliced_multiple_iou``); no level
+    is skipped, so this is the slower, complete form of ``box_hits_per_threshold``.
     """
     q = quantize_scoremap(scoremap)
     gt = _check_gt_boxes(gt_boxes)
     levels = _Levels(q, _as_thresholds(thresholds))
-    (best,) = _best_ious_per_level(levels, gt, [(multi_contour, np.ones(levels.keys.size, dtype=bool))])
-    return best[levels.threshold_to_level]
-
-
-def _reachable_levels(levels: _Levels, gt: np.ndarray, min_iou: float) -> np.ndarray:
-    """Levels whose upper bound max_g |fg_box & g| / |g| reaches ``min_iou`` (plus empty ones)."""
-    fg = levels.foreground_boxes()
-    inter = np.maximum(0, np.minimum(fg[:, None, 2], gt[:, 2]) - np.maximum(fg[:, None, 0], gt[:, 0]) + 1) * (
-        np.maximum(0, np.minimum(fg[:, None, 3], gt[:, 3]) - np.maximum(fg[:, None, 1], gt[:, 1]) + 1)
-    )
-    area_g = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
-    # Float division is monotone, so fl(true IoU) <= fl(bound): a bound below the threshold
-    # proves a miss at this level, as the reference would compute it.
-    bound = (inter / area_g).max(axis=1)
-    return (bound >= min_iou) | levels.empty
+    best_v1, best_v2 = _best_ious_per_level(levels, gt, None if multi_contour else 0.0, 0.0 if multi_contour else None)
+    return (best_v2 if multi_contour else best_v1)[levels.threshold_to_level]
 
 
 def _hits(best: np.ndarray, iou_thresholds: Sequence[int]) -> np.ndarray:
     limits = np.array([t / 100 for t in iou_thresholds], dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        return best[None, :] >= limits[:, None]  # NaN (pruned level) compares False
+        return best[None, :] >= limits[:, None]  # NaN (a level skipped as a sure miss) compares False
 
 
 def box_hits_per_threshold(
@@ -361,24 +449,27 @@ def box_hits_v1_v2(
     v2_iou_thresholds: Sequence[int] = IOU_THRESHOLDS_V2,
     thresholds: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """V1 (largest contour) and V2 (all contours) hits of one image from one contour pass.
+    """V1 (largest contour) and V2 (all contours) hits of one image from one pass over the map.
 
     Returns bool arrays (len(v1_iou_thresholds), T) and (len(v2_iou_thresholds), T); an empty
-    IoU tuple skips that rule. Same values as two ``box_hits_per_threshold`` calls, half the cost.
+    IoU tuple skips that rule. Same values as two ``box_hits_per_threshold`` calls, for little more
+    than the cost of one.
     """
     q = quantize_scoremap(scoremap)
     gt = _check_gt_boxes(gt_boxes)
     levels = _Levels(q, _as_thresholds(thresholds))
-    rules = [(False, tuple(v1_iou_thresholds)), (True, tuple(v2_iou_thresholds))]
-    rules = [(multi, ious) for multi, ious in rules if ious]
-    computes = [_reachable_levels(levels, gt, min(ious) / 100) for _, ious in rules]
-    bests = _best_ious_per_level(levels, gt, [(multi, c) for (multi, _), c in zip(rules, computes, strict=True)])
-    hits = {
-        multi: _hits(best, ious)[:, levels.threshold_to_level] for (multi, ious), best in zip(rules, bests, strict=True)
-    }
-    size = levels.threshold_to_level.size
+    best_v1, best_v2 = _best_ious_per_level(
+        levels,
+        gt,
+        min(v1_iou_thresholds) / 100 if v1_iou_thresholds else None,
+        min(v2_iou_thresholds) / 100 if v2_iou_thresholds else None,
+    )
+    to_level = levels.threshold_to_level
+    hits_v1 = _hits(best_v1, v1_iou_thresholds)[:, to_level] if v1_iou_thresholds else None
+    hits_v2 = _hits(best_v2, v2_iou_thresholds)[:, to_level] if v2_iou_thresholds else None
+    size = to_level.size
     empty = np.zeros((0, size), dtype=bool)
-    return hits.get(False, empty), hits.get(True, empty)
+    return (empty if hits_v1 is None else hits_v1), (empty if hits_v2 is None else hits_v2)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,15 @@ import pytest
 from camexp import wsoleval as W
 
 HALF = np.array([0.5])  # one CAM threshold: foreground = q > int(0.5 * 255) = 127
+REAL_COST_MODEL = W._prefer_tracing  # before the fixture below replaces it in each test
+
+
+@pytest.fixture(autouse=True, params=["tracing", "trees"])
+def strategy(request, monkeypatch):
+    """Every test runs with both exact strategies of the fast path forced in turn (the cost model only
+    picks between them), so each one is held to the hand-checked values and to the reference."""
+    monkeypatch.setattr(W, "_prefer_tracing", lambda levels, level_ids: request.param == "tracing")
+    return request.param
 
 
 def blocks(shape: tuple[int, int], *rects: tuple[int, int, int, int], value: float = 1.0) -> np.ndarray:
@@ -72,6 +81,35 @@ def test_equal_contour_areas_pick_the_first_contour_opencv_lists():
     assert W.best_iou_per_threshold(m, np.array([first]), False, HALF).tolist() == [1.0]
     assert W.best_iou_per_threshold(m, np.array([other]), False, HALF).tolist() == [0.0]
     assert W.best_iou_per_threshold(m, np.array([other]), True, HALF).tolist() == [1.0]
+
+
+def test_trees_leave_only_levels_with_tied_largest_contours_to_opencv(monkeypatch):
+    monkeypatch.setattr(W, "_prefer_tracing", lambda levels, level_ids: False)  # the tree strategy
+    traced = []
+    opencv_pick = W._largest_contour_ious_by_opencv
+
+    def counting_pick(levels, ids, gt):
+        traced.append(ids.size)
+        return opencv_pick(levels, ids, gt)
+
+    monkeypatch.setattr(W, "_largest_contour_ious_by_opencv", counting_pick)
+    two_equal = blocks((12, 12), (7, 1, 9, 3), (1, 6, 3, 8))
+    W.best_iou_per_threshold(two_equal, np.array([[7, 1, 10, 4]]), False, HALF)
+    assert traced == [1]  # the tie decides the IoU: OpenCV's order picks
+    W.best_iou_per_threshold(two_equal, np.array([[0, 0, 11, 11]]), False, HALF)
+    assert traced == [1]  # both boxes score the same against this GT: nothing to decide
+    W.best_iou_per_threshold(blocks((20, 20), (1, 1, 3, 3), (5, 8, 14, 17)), np.array([[5, 8, 15, 18]]), False, HALF)
+    assert traced == [1]
+
+
+def test_cost_model_traces_smooth_maps_on_coarse_grids_and_builds_trees_for_noise():
+    rng = np.random.default_rng(0)
+    smooth = W.normalize_scoremap(rng.random((7, 7)))
+    noise = W.normalize_scoremap(rng.random((56, 56)))
+    for scoremap, grid, tracing in ((smooth, 0.05, True), (noise, 0.001, False)):
+        levels = W._Levels(W.quantize_scoremap(scoremap), W.default_thresholds(grid))
+        ids = np.flatnonzero(~levels.empty)
+        assert REAL_COST_MODEL(levels, ids) is tracing
 
 
 def test_largest_contour_wins_over_an_earlier_smaller_one():
