@@ -156,7 +156,7 @@ def quantize_scoremap(scoremap: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Fast path: every level's contours from two component trees, IoUs once per contour
+# Fast path: the contours of each distinct level, traced by OpenCV or read off component trees
 # --------------------------------------------------------------------------------------------
 
 
@@ -367,14 +367,12 @@ def _best_ious_per_level(
         values[levels.empty] = empty_iou
     reachable = {multi: _reachable_levels(levels, gt, iou) for multi, iou in rules if iou is not None}
     todo = np.flatnonzero(np.logical_or.reduce(list(reachable.values()))) if reachable else np.zeros(0, int)
-    if todo.size == 0:
-        pass
-    elif _prefer_tracing(levels, todo):
+    if todo.size and _prefer_tracing(levels, todo):
         traced = _TracedContours(levels, todo, need_area=False in best)
         for multi, values in best.items():
             keep = reachable[multi][todo]
             values[todo[keep]] = traced.best_ious(gt, multi)[keep]
-    else:
+    elif todo.size:
         _best_ious_from_trees(levels, gt, best)
     empty = np.zeros(0)
     return best.get(False, empty), best.get(True, empty)
