@@ -27,7 +27,7 @@ from camexp.score_map_callback import ScoreMapCallback
 from camexp.train import build_cam_callback, checkpoint_config, evaluation_data, evaluation_trainer
 from camexp.wsol_metadata import SplitMetadata, write_metadata
 from camexp.wsol_scoring import WSOLScorer, format_metrics
-from camexp.wsoleval import CAM_CURVE_INTERVAL
+from camexp.wsoleval import CAM_CURVE_INTERVAL, RESIZE_LENGTH
 
 STAGES = {"val": "validate", "test": "test"}
 
@@ -103,7 +103,10 @@ def evaluate_checkpoint(
 
     metadata = metadata_from_dataset(datamodule.dataset(split))
     scorer = WSOLScorer(cam_curve_interval)
-    cam_callback = build_cam_callback(cfg, datamodule)
+    # The scorer below computes wsoleval exactly in the reference's 224 frame; a CAM callback set to
+    # wsoleval in that same frame would only repeat the box sweep (another frame is kept, as *_callback).
+    same_frame = cfg.eval.wsoleval_size == RESIZE_LENGTH
+    cam_callback = build_cam_callback(cfg, datamodule, protocol="paper" if same_frame else None)
     map_callback = ScoreMapCallback(
         metadata,
         scorer,

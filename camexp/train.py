@@ -139,7 +139,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     return loggers
 
 
-def build_cam_callback(cfg: DictConfig, datamodule: data.CAMDataModule) -> CAMCallback:
+def build_cam_callback(cfg: DictConfig, datamodule: data.CAMDataModule, protocol: str | None = None) -> CAMCallback:
+    """CAMCallback as the config sets it up; ``protocol`` overrides ``eval.protocol``."""
     return CAMCallback(
         datamodule.class_names,
         *datamodule.mean_std,
@@ -148,7 +149,7 @@ def build_cam_callback(cfg: DictConfig, datamodule: data.CAMDataModule) -> CAMCa
         num_overlays=cfg.eval.num_overlays,
         method=cfg.eval.method,
         heuristic_top5=cfg.eval.heuristic_top5,
-        protocol=cfg.eval.protocol,
+        protocol=protocol or cfg.eval.protocol,
         box_thresholds=cfg.eval.box_thresholds,
         wsoleval_size=cfg.eval.wsoleval_size,
     )

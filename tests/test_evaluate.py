@@ -338,3 +338,28 @@ def test_evaluate_backprop_saves_input_resolution_saliency(tiny_run, tmp_path):
     assert rescored["counts"] == reported["counts"] and rescored["maxboxacc_v2"] == reported["maxboxacc_v2"]
     assert results["test/maxboxacc_v2"] == reported["maxboxacc_v2"] / 100
     assert "test/loc_gt_known" in results and "test/loc_top5_heuristic" not in results
+
+
+@pytest.mark.slow
+def test_evaluate_sweeps_the_boxes_once_when_the_run_used_the_wsoleval_protocol(tiny_run, tmp_path, monkeypatch):
+    from camexp import wsoleval as W
+    from camexp.evaluate import evaluate_checkpoint
+
+    sweeps = []
+    sweep = W.box_hits_v1_v2
+
+    def counting_sweep(*args, **kwargs):
+        sweeps.append(1)
+        return sweep(*args, **kwargs)
+
+    monkeypatch.setattr(W, "box_hits_v1_v2", counting_sweep)
+    out = tmp_path / "ws"
+    results = evaluate_checkpoint(
+        tiny_run / "checkpoints" / "last.ckpt", ["eval.protocol=wsoleval", "trainer.enable_progress_bar=false"],
+        out_dir=out, cam_curve_interval=0.01,
+    )  # fmt: skip
+    reported = json.loads((out / "wsoleval.json").read_text())
+    assert len(sweeps) == reported["num_images"] == 21  # the exact scorer only, not the callback as well
+    assert results["val/maxboxacc_v2"] == reported["maxboxacc_v2"] / 100
+    assert not [key for key in results if key.endswith("_callback")]
+    assert "val/loc_gt_known" in results  # the paper protocol still comes from the CAM callback
