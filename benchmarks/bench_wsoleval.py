@@ -11,8 +11,9 @@ histograms or the final MaxBoxAcc / PxAP numbers makes the script exit 1.
 
 The last column is what tracing each distinct uint8 level once could reach at best: the reference
 time over the bare OpenCV work of one ``threshold`` + ``findContours`` per distinct level (cropped
-to the level's foreground), nothing else. The fast path does not trace levels; it reads every
-level's contours off two component trees (``camexp/contour_tree.py``), so it can beat that bound.
+to the level's foreground), nothing else. The fast path traces levels only where its cost model
+expects that to be cheaper; otherwise it reads every level's contours off two component trees
+(``camexp/contour_tree.py``), which is how it beats that bound on contour-rich maps.
 """
 
 from __future__ import annotations
