@@ -9,7 +9,7 @@ in wsolevaluation layout (e.g. from ``camexp evaluate CKPT --save-maps``). Every
 both paths in the same run with the full 1000-threshold grid; any difference in the hits, the
 histograms or the final MaxBoxAcc / PxAP numbers makes the script exit 1.
 
-The last column is what tracing each distinct uint8 level once could reach at best: the reference
+The last column is what tracing every distinct uint8 level once, none skipped, could reach: the reference
 time over the bare OpenCV work of one ``threshold`` + ``findContours`` per distinct level (cropped
 to the level's foreground), nothing else. The fast path traces levels only where its cost model
 expects that to be cheaper; otherwise it reads every level's contours off two component trees
