@@ -463,15 +463,13 @@ class LevelContours(NamedTuple):
 
     ``boxes`` are inclusive pixel extents of the contour points (x0, y0, x1, y1), i.e.
     ``cv2.boundingRect``'s x, y, x + w - 1, y + h - 1; ``area2`` is twice ``cv2.contourArea``
-    (filled only with ``need_area``); contour ``i`` exists at levels ``k0[i] <= k < k1[i]``;
-    ``num_outer`` rows are outer borders.
+    (filled only with ``need_area``); contour ``i`` exists at levels ``k0[i] <= k < k1[i]``.
     """
 
     boxes: np.ndarray
     area2: np.ndarray
     k0: np.ndarray
     k1: np.ndarray
-    num_outer: int
 
 
 def _announce_first_compilation() -> None:
@@ -520,7 +518,6 @@ def level_contours(q: np.ndarray, level_values: np.ndarray, need_area: bool = Tr
         area2=np.concatenate([fg_area2, hole_area2]),
         k0=np.concatenate([fg_k0, hole_k0]),
         k1=np.concatenate([fg_k1, hole_k1]),
-        num_outer=len(fg_boxes),
     )
 
 
