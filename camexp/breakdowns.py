@@ -70,10 +70,13 @@ def threshold_hits(
 ) -> tuple[Tensor, Tensor]:
     """(hits per threshold, images with boxes) for GT-class CAMs (N x H x W at input size): the paper's
     box rule (largest connected component above t * max) at every threshold t."""
-    boxed = (gt_counts > 0).sum().to(torch.float64)
     # Same hits as best_iou_per_image(boxes_from_cams(cams, t), ...) >= iou_threshold per t, one sweep.
-    hits = box_hits_sweep(cams, gt_boxes, gt_counts, thresholds, iou_threshold).sum(1).to(torch.float64)
-    return hits, boxed.cpu()
+    return hit_counts(box_hits_sweep(cams, gt_boxes, gt_counts, thresholds, iou_threshold), gt_counts)
+
+
+def hit_counts(hits: Tensor, gt_counts: Tensor) -> tuple[Tensor, Tensor]:
+    """(hits per threshold, images with boxes) from a T x N ``box_hits_sweep``."""
+    return hits.sum(1).to(torch.float64), (gt_counts > 0).sum().to(torch.float64).cpu()
 
 
 class ThresholdCurve(Metric):
@@ -90,9 +93,14 @@ class ThresholdCurve(Metric):
         self.add_state("hits", torch.zeros(len(self.thresholds), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("boxed", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, cams: Tensor, gt_boxes: Tensor, gt_counts: Tensor) -> None:
-        hits, boxed = threshold_hits(cams, gt_boxes, gt_counts, self.thresholds, self.iou_threshold)
-        self.hits += hits.to(self.hits.device)
+    def update(self, cams: Tensor, gt_boxes: Tensor, gt_counts: Tensor, hits: Tensor | None = None) -> None:
+        """hits: these maps' T x N ``box_hits_sweep`` over `thresholds` when the caller has it already
+        (CAMCallback gets it with the paper boxes from ``paper_boxes_and_sweep``); swept here otherwise."""
+        if hits is None:
+            counts, boxed = threshold_hits(cams, gt_boxes, gt_counts, self.thresholds, self.iou_threshold)
+        else:
+            counts, boxed = hit_counts(hits, gt_counts)
+        self.hits += counts.to(self.hits.device)
         self.boxed += boxed.to(self.boxed.device)
 
     def compute(self) -> dict[str, Tensor]:

@@ -26,7 +26,7 @@ from camexp import viz
 from camexp import wsoleval as W
 from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS, PerClassLocalization, ThresholdCurve
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
-from camexp.localization import best_iou_per_image, boxes_from_cams, heuristic_top5_hits
+from camexp.localization import heuristic_top5_hits, paper_boxes_and_sweep
 from camexp.metrics import CAMLocalizationMetrics, MaxBoxAcc, PxAP, wsoleval_gt_boxes, wsoleval_scoremaps
 from camexp.saliency import gradient_saliency
 
@@ -126,14 +126,14 @@ class CAMCallback(Callback):
 
     # -- per batch -----------------------------------------------------------------------------
     def _update(self, split: str, pl_module: pl.LightningModule, outputs: Any, batch: dict[str, Any]) -> None:
-        metric = self.metrics[split].to(pl_module.device)
-        self.skipped[split].to(pl_module.device).update(batch.get("skipped", torch.tensor(0)).float())
+        metric = self.metrics[split]  # on pl_module's device since the epoch start (_to_device)
+        self.skipped[split].update(batch.get("skipped", torch.tensor(0)).float())
         if "label" not in batch:  # every sample of this batch was a skipped corrupt image
             return
         logits, features, labels = outputs["logits"], outputs["features"], batch["label"]
         size = batch["image"].shape[-2:]
         gt_class_iou = heuristic_hits = None
-        cams = pred_boxes = raw = None
+        cams = pred_boxes = raw = curve_hits = None
         if self.method == "backprop":
             raw = gt_class_maps(pl_module, outputs, batch, self.method)  # at input size already
             cams = normalize_cams(raw)
@@ -143,8 +143,11 @@ class CAMCallback(Callback):
         if raw is not None and split in self.wsoleval:
             self._update_wsoleval(split, raw, batch)
         if cams is not None and "boxes" in batch:
-            pred_boxes = boxes_from_cams(cams, self.cam_threshold)
-            gt_class_iou = best_iou_per_image(pred_boxes, batch["boxes"], batch["box_count"])
+            # The paper box and the threshold curve (which includes cam_threshold) from one sweep.
+            thresholds = self.curves[split].thresholds
+            pred_boxes, gt_class_iou, curve_hits = paper_boxes_and_sweep(
+                cams, batch["boxes"], batch["box_count"], self.cam_threshold, thresholds, self.iou_threshold
+            )
             if self.heuristic_top5 and getattr(pl_module, "cam_capable", False):
                 top3 = logits.topk(min(3, logits.shape[1]), dim=1).indices
                 if top3.shape[1] == 3:
@@ -158,9 +161,9 @@ class CAMCallback(Callback):
                         self.iou_threshold,
                     )
         metric.update(logits, labels, gt_class_iou, heuristic_hits)
-        self.per_class[split].to(pl_module.device).update(logits, labels, gt_class_iou)
+        self.per_class[split].update(logits, labels, gt_class_iou)
         if pred_boxes is not None:
-            self.curves[split].to(pl_module.device).update(cams, batch["boxes"], batch["box_count"])
+            self.curves[split].update(cams, batch["boxes"], batch["box_count"], hits=curve_hits)
         if cams is not None and len(self._tiles) < self.num_overlays and pl_module.global_rank == 0:
             self._collect_tiles(batch, logits, cams, pred_boxes)
 
@@ -254,15 +257,22 @@ class CAMCallback(Callback):
         size = len(loader.dataset) if loader is not None and hasattr(loader, "dataset") else 0
         self._overlay_stride = max(1, size // max(1, self.num_overlays))
 
+    def _to_device(self, split: str, device: torch.device) -> None:
+        """Metric states onto the module's device once per epoch, not per batch (a Module.to each time)."""
+        for metric in (self.metrics[split], self.skipped[split], self.per_class[split], self.curves[split]):
+            metric.to(device)
+
     @override
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._start(trainer.val_dataloaders)
+        self._to_device("val", pl_module.device)
         if not trainer.sanity_checking:
             self._start_wsoleval("val", trainer, pl_module)
 
     @override
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self._start(trainer.test_dataloaders)
+        self._to_device("test", pl_module.device)
         self._start_wsoleval("test", trainer, pl_module)
 
     def _finish(self, split: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -35,8 +35,12 @@ def normalize_cams(cams: Tensor) -> Tensor:
     low = flat.amin(-1, keepdim=True)
     high = flat.amax(-1, keepdim=True)
     span = high - low
-    normalized = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(cams.dtype).tiny), 0.0)
-    normalized = torch.nan_to_num(normalized, nan=0.0, posinf=0.0, neginf=0.0)
+    # One new tensor, divided in place. A finite span > 0 bounds every value (no NaN / inf to clean up);
+    # any other span (NaN, inf, <= 0) makes a map of zeros, as where(span > 0) + nan_to_num would.
+    normalized = (flat - low).div_(span.clamp_min(torch.finfo(cams.dtype).tiny))
+    dead = ~((span > 0) & (span < float("inf")))
+    if dead.any():
+        normalized.view(-1, flat.shape[-1]).index_fill_(0, dead.flatten().nonzero().flatten(), 0.0)
     return normalized.view_as(cams)
 
 

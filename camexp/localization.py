@@ -29,31 +29,31 @@ def largest_component_box(mask: np.ndarray) -> np.ndarray:
     return np.array([x, y, x + w, y + h], dtype=np.float32)
 
 
-def _cuts(maps: Tensor, thresholds: Sequence[float]) -> tuple[Tensor, Tensor]:
+def _cuts(maps: Tensor, row_max: Tensor, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """T x N cuts of the paper rule (a pixel is kept when x >= cut) and which maps can have foreground.
 
     x >= low + t * span  <=>  (x - low) / span >= t, without dividing (keeps "exactly at t" exact);
-    a constant or non-finite map (span not > 0) has no foreground.
+    a constant or non-finite map (span not > 0) has no foreground. The max comes from the row maxima.
     """
-    flat = maps.flatten(1)
-    low, high = flat.amin(1), flat.amax(1)
+    low, high = maps.flatten(1).amin(1), row_max.amax(1)
     span = high - low
-    cuts = torch.stack([low + float(t) * span for t in thresholds]) if len(thresholds) else maps.new_zeros(0, len(maps))
-    return cuts, span > 0
+    # float32 t * span, as `low + float(t) * span` computes it for one t (the scalar is cast to float32).
+    scale = torch.tensor([float(t) for t in thresholds], dtype=maps.dtype)[:, None]
+    return (low[None] + scale * span[None]).numpy(), (span > 0).numpy()
 
 
-def _extents(maps: Tensor, cuts: Tensor, live: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Inclusive pixel extent (x0, y0, x1, y1) of every (threshold, map) foreground, T x N x 4, and
-    whether it is non-empty (T x N), from the row / column maxima: no mask is built."""
-    height, width = maps.shape[-2:]
-    in_rows = maps.amax(2)[None] >= cuts[:, :, None]  # T x N x H: a row holds foreground iff its max >= cut
-    in_cols = maps.amax(1)[None] >= cuts[:, :, None]  # T x N x W
+def _extents(maps: Tensor, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cuts T x N, inclusive pixel extent (x0, y0, x1, y1) of every (threshold, map) foreground T x N x 4,
+    whether it is non-empty T x N) of float32 maps (N x H x W), from the row / column maxima: no mask is built."""
+    row_max = maps.amax(2)
+    cuts, live = _cuts(maps, row_max, thresholds)
+    in_rows = row_max.numpy()[None] >= cuts[:, :, None]  # T x N x H: a row holds foreground iff its max >= cut
+    in_cols = maps.amax(1).numpy()[None] >= cuts[:, :, None]  # T x N x W
     present = in_rows.any(2) & live[None]
-    y0 = in_rows.byte().argmax(2)
-    y1 = height - 1 - in_rows.flip(2).byte().argmax(2)
-    x0 = in_cols.byte().argmax(2)
-    x1 = width - 1 - in_cols.flip(2).byte().argmax(2)
-    return torch.stack([x0, y0, x1, y1], dim=2).numpy(), present.numpy()
+    last_row, last_col = in_rows.shape[2] - 1, in_cols.shape[2] - 1
+    y0, y1 = in_rows.argmax(2), last_row - in_rows[:, :, ::-1].argmax(2)  # argmax: the first True
+    x0, x1 = in_cols.argmax(2), last_col - in_cols[:, :, ::-1].argmax(2)
+    return cuts, np.stack([x0, y0, x1, y1], axis=2), present
 
 
 def _largest_component_in_crop(image: np.ndarray, cut: float, extent: Sequence[int]) -> tuple[np.ndarray, int]:
@@ -64,19 +64,17 @@ def _largest_component_in_crop(image: np.ndarray, cut: float, extent: Sequence[i
     x0, y0 = left - left % 2, top - top % 2
     mask = (image[y0 : bottom + 1, x0 : right + 1] >= cut).view(np.uint8)
     # Labels only (the same labels as connectedComponentsWithStats, ~5x cheaper than its stats pass);
-    # the areas and the one box needed come from numpy.
+    # the areas and the one box needed come from the labels.
     count, labels = cv2.connectedComponents(mask, connectivity=8)
     if count <= 1:
         return np.zeros(4, dtype=np.float32), 0
     if count == 2:  # a single component: its box is the foreground extent
         return np.array([left, top, right + 1, bottom + 1], dtype=np.float32), int(np.count_nonzero(mask))
-    areas = np.bincount(labels.ravel(), minlength=count)
-    best = 1 + int(np.argmax(areas[1:]))  # first label on ties, as argmax over the stats rows
-    chosen = labels == best
-    rows, cols = chosen.any(1), chosen.any(0)
-    top, left = int(rows.argmax()), int(cols.argmax())
-    bottom, right = rows.size - int(rows[::-1].argmax()), cols.size - int(cols[::-1].argmax())
-    return np.array([left + x0, top + y0, right + x0, bottom + y0], dtype=np.float32), int(areas[best])
+    # Up to 7 components (most masks here): a comparison per label is cheaper than bincount's scatter.
+    areas = [np.count_nonzero(labels == k) for k in range(1, count)] if count <= 8 else np.bincount(labels.ravel())[1:]
+    best = 1 + int(np.argmax(areas))  # first label on ties, as argmax over the stats rows
+    x, y, w, h = cv2.boundingRect((labels == best).view(np.uint8))  # of the component's pixels
+    return np.array([x + x0, y + y0, x + w + x0, y + h + y0], dtype=np.float32), int(areas[best - 1])
 
 
 def boxes_from_cams(cams: Tensor, threshold: float = 0.2) -> Tensor:
@@ -84,10 +82,9 @@ def boxes_from_cams(cams: Tensor, threshold: float = 0.2) -> Tensor:
     after min-max normalization, box the largest connected component. Returns N x 4 xyxy boxes
     (``largest_component_box`` of each mask, labeling only the crop of its foreground)."""
     maps = cams.detach().float().cpu()
-    cuts, live = _cuts(maps, [threshold])
-    extents, present = _extents(maps, cuts, live)
+    cuts, extents, present = _extents(maps, [threshold])
     boxes = np.zeros((len(maps), 4), dtype=np.float32)
-    images, cut = maps.numpy(), cuts[0].numpy()
+    images, cut = maps.numpy(), cuts[0]
     for i in np.flatnonzero(present[0]).tolist():
         boxes[i] = _largest_component_in_crop(images[i], cut[i], extents[0, i].tolist())[0]
     return torch.from_numpy(boxes)
@@ -105,39 +102,80 @@ def box_hits_sweep(
     |g| / A below the IoU for every GT box (masks are nested, so the largest component here is at least
     as large, and IoU(b, g) <= |g| / |b|). The rest label only the crop of their foreground.
     """
+    return _sweep(cams, gt_boxes, gt_counts, thresholds, iou_threshold, None)[2]
+
+
+def paper_boxes_and_sweep(
+    cams: Tensor,
+    gt_boxes: Tensor,
+    gt_counts: Tensor,
+    box_threshold: float,
+    thresholds: Sequence[float],
+    iou_threshold: float = 0.5,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(``boxes_from_cams(cams, box_threshold)``, their ``best_iou_per_image``, ``box_hits_sweep(cams, ...,
+    thresholds, iou_threshold)``) from one sweep: the maps' extents are found once, and the box
+    threshold's labelings (all maps, none pruned) serve both when it is one of the sweep's thresholds."""
+    grid = list(thresholds)
+    if box_threshold not in grid:
+        grid.append(box_threshold)
+    at = grid.index(box_threshold)
+    boxes, ious, hits = _sweep(cams, gt_boxes, gt_counts, grid, iou_threshold, at)
+    return boxes[at], ious[at], hits[: len(thresholds)]
+
+
+def _sweep(
+    cams: Tensor,
+    gt_boxes: Tensor,
+    gt_counts: Tensor,
+    thresholds: Sequence[float],
+    iou_threshold: float,
+    full: int | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``box_hits_sweep`` as (boxes T x N x 4, their best IoUs T x N, hits T x N). Threshold index `full`
+    (if any) labels every map, so its boxes and IoUs are ``boxes_from_cams`` / ``best_iou_per_image``'s;
+    at the others, boxes of proven misses stay (0, 0, 0, 0)."""
     maps = cams.detach().float().cpu()
     n = len(maps)
-    cuts, live = _cuts(maps, thresholds)
-    extents, present = _extents(maps, cuts, live)
-    # (1) max over valid GT boxes of |F & g| / |g|, F in continuous coordinates (x0, y0, x1 + 1, y1 + 1).
-    frame = torch.from_numpy(extents).double() + torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float64)
-    gt = gt_boxes.detach().double().cpu()  # N x B x 4
-    valid = torch.arange(gt.shape[1])[None, :] < gt_counts.cpu()[:, None]  # N x B
-    wh = torch.minimum(frame[:, :, None, 2:], gt[None, :, :, 2:]) - torch.maximum(
-        frame[:, :, None, :2], gt[None, :, :, :2]
-    )
-    area_gt = torch.where(valid, (gt[:, :, 2:] - gt[:, :, :2]).clamp_min(0).prod(2), 0.0)  # N x B
-    bound = (wh.clamp_min(0).prod(3) / area_gt.clamp_min(1e-12)[None]).where(area_gt[None] > 0, 0.0)
-    bound = bound.amax(2) if gt.shape[1] else torch.zeros(len(cuts), n, dtype=torch.float64)
+    cuts, extents, present = _extents(maps, thresholds)
     # float32 IoUs (torchvision) may round a little above the exact value: prune with a margin only.
     limit = iou_threshold - 1e-4
-    label = present & (bound >= limit).numpy()
-    largest_gt = area_gt.amax(1).numpy() if gt.shape[1] else np.zeros(n)
-    largest_area = np.zeros(n)  # (2): largest component area seen at a higher threshold, per map
+    bound, largest_gt = _reach_bound(extents, gt_boxes, gt_counts)
+    label = present & (bound >= limit)
+    if full is not None:
+        label[full] = present[full]
     boxes = np.zeros((len(cuts), n, 4), dtype=np.float32)
-    images, cut = maps.numpy(), cuts.numpy()
-    for t in sorted(range(len(cuts)), key=lambda k: float(thresholds[k]), reverse=True):
-        for i in np.flatnonzero(label[t]).tolist():
-            if largest_gt[i] < limit * largest_area[i]:
+    images = maps.numpy()
+    order = sorted(range(len(cuts)), key=lambda k: float(thresholds[k]), reverse=True)
+    # Map by map, highest threshold first: (2) needs the largest component area seen at a higher threshold.
+    for i, wanted in enumerate(label[order].T.tolist()):
+        largest_area = 0
+        for t in (t for t, w in zip(order, wanted, strict=True) if w):
+            if t != full and largest_gt[i] < limit * largest_area:
                 label[t, i] = False
                 continue
-            boxes[t, i], area = _largest_component_in_crop(images[i], cut[t, i], extents[t, i].tolist())
-            largest_area[i] = max(largest_area[i], area)
+            boxes[t, i], area = _largest_component_in_crop(images[i], cuts[t, i], extents[t, i].tolist())
+            largest_area = max(largest_area, area)
     known = torch.from_numpy(label | ~present)  # labeled, or empty (box (0, 0, 0, 0)); the rest: proven misses
-    hits = torch.zeros(len(cuts), n, dtype=torch.bool)
-    for t in range(len(cuts)):
-        hits[t] = known[t] & (best_iou_per_image(torch.from_numpy(boxes[t]), gt_boxes, gt_counts) >= iou_threshold)
-    return hits
+    boxes_t = torch.from_numpy(boxes)
+    ious = best_iou_per_image(boxes_t, gt_boxes, gt_counts)
+    return boxes_t, ious, known & (ious >= iou_threshold)
+
+
+def _reach_bound(extents: np.ndarray, gt_boxes: Tensor, gt_counts: Tensor) -> tuple[np.ndarray, list[float]]:
+    """Rule (1) of ``box_hits_sweep``: T x N max over valid GT boxes g of |F & g| / |g|, F the foreground
+    extent (T x N x 4, inclusive pixels); and each image's largest valid GT box area, for rule (2)."""
+    gt = gt_boxes.detach().double().cpu().numpy()  # N x B x 4
+    n, b = gt.shape[:2]
+    if b == 0:
+        return np.zeros(extents.shape[:2]), [0.0] * n
+    valid = np.arange(b)[None, :] < gt_counts.cpu().numpy()[:, None]  # N x B
+    frame = extents + np.array([0, 0, 1, 1])  # F in continuous coordinates (x0, y0, x1 + 1, y1 + 1)
+    with np.errstate(all="ignore"):  # a NaN / inf GT box gets no bound (0), as an empty one
+        wh = np.minimum(frame[..., None, 2:], gt[None, :, :, 2:]) - np.maximum(frame[..., None, :2], gt[None, :, :, :2])
+        area_gt = np.where(valid, (gt[:, :, 2:] - gt[:, :, :2]).clip(min=0).prod(2), 0.0)  # N x B
+        bound = np.where(area_gt > 0, wh.clip(min=0).prod(3) / np.maximum(area_gt, 1e-12), 0.0)
+    return bound.max(2), area_gt.max(1).tolist()
 
 
 def iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
@@ -145,17 +183,29 @@ def iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
     return box_iou(boxes_a.float(), boxes_b.float())
 
 
+def paired_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
+    """IoU of corresponding xyxy boxes (... x 4, broadcast): torchvision's ``box_iou`` arithmetic op for op,
+    so the same float values as its all-pairs matrix at those pairs, without computing the other pairs."""
+    area_a = (boxes_a[..., 2] - boxes_a[..., 0]) * (boxes_a[..., 3] - boxes_a[..., 1])
+    area_b = (boxes_b[..., 2] - boxes_b[..., 0]) * (boxes_b[..., 3] - boxes_b[..., 1])
+    lt = torch.max(boxes_a[..., :2], boxes_b[..., :2])
+    rb = torch.min(boxes_a[..., 2:], boxes_b[..., 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area_a + area_b - inter)
+
+
 def best_iou_per_image(pred_boxes: Tensor, gt_boxes: Tensor, gt_counts: Tensor) -> Tensor:
-    """For each image, the highest IoU between its predicted box (N x 4) and any of its GT boxes
-    (N x B x 4, the first gt_counts[i] rows valid). Images without GT boxes get -1."""
-    n, b = gt_boxes.shape[:2]
+    """For each image, the highest IoU between its predicted box (N x 4; or ... x N x 4, several boxes per
+    image, e.g. one per threshold, giving ... x N) and any of its GT boxes (N x B x 4, the first
+    gt_counts[i] rows valid). Images without GT boxes get -1."""
+    pred = pred_boxes.float().cpu()
+    b = gt_boxes.shape[1]
     if b == 0:
-        return torch.full((n,), -1.0)
-    # box_iou over the whole batch (N x N*B) then the diagonal: cheap at batch sizes, and torchvision's math.
-    all_pairs = box_iou(pred_boxes.float().cpu(), gt_boxes.float().cpu().reshape(-1, 4)).view(n, n, b)
-    ious = all_pairs[torch.arange(n), torch.arange(n)]
+        return torch.full(pred.shape[:-1], -1.0)
+    ious = paired_iou(pred[..., None, :], gt_boxes.float().cpu())  # ... x N x B
     valid = torch.arange(b)[None, :] < gt_counts.cpu()[:, None]
-    return torch.where(valid, ious, -1.0).amax(1)
+    return torch.where(valid, ious, -1.0).amax(-1)
 
 
 # -- the official release's box generator (Table 3's "heuristics") --------------------------------

@@ -22,11 +22,19 @@ def denormalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> 
     return rgb.permute(0, 2, 3, 1).cpu().numpy()
 
 
+# applyColorMap(COLORMAP_JET) is a lookup table, but it rebuilds the table on every call: build it once, in RGB.
+_JET_RGB = np.ascontiguousarray(cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[..., ::-1])
+
+
 def heatmap_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend a [0, 1] map (H x W) as a JET heatmap onto an RGB uint8 image."""
-    heat = cv2.applyColorMap((np.clip(cam, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    heat = jet_rgb((np.clip(cam, 0, 1) * 255).astype(np.uint8))
     return cv2.addWeighted(image, 1 - alpha, heat, alpha, 0)
+
+
+def jet_rgb(gray: np.ndarray) -> np.ndarray:
+    """H x W uint8 -> H x W x 3 RGB: ``applyColorMap(gray, COLORMAP_JET)`` in RGB order, from the cached table."""
+    return cv2.LUT(cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), _JET_RGB)
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, color: tuple[int, int, int], thickness: int = 1) -> np.ndarray:

@@ -3,7 +3,7 @@
 import torch
 
 from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS, PerClassLocalization, ThresholdCurve
-from camexp.localization import best_iou_per_image, boxes_from_cams
+from camexp.localization import best_iou_per_image, box_hits_sweep, boxes_from_cams
 from camexp.metrics import CAMLocalizationMetrics
 
 
@@ -73,6 +73,14 @@ def test_curve_at_the_paper_threshold_equals_gt_known_of_the_paper_rule():
     assert out["loc_gt_known"][at] == expected.double()
     assert curve.boxed == 5
     assert 0 < out["loc_gt_known"].max() <= 1
+
+
+def test_curve_from_given_hits_equals_its_own_sweep():
+    cams, boxes, counts = _cams_and_boxes()
+    own, given = ThresholdCurve(iou_threshold=0.3), ThresholdCurve(iou_threshold=0.3)
+    own.update(cams, boxes, counts)
+    given.update(cams, boxes, counts, hits=box_hits_sweep(cams, boxes, counts, given.thresholds, 0.3))
+    assert torch.equal(own.hits, given.hits) and torch.equal(own.boxed, given.boxed)
 
 
 def test_curve_shards_sum_to_one_pass():

@@ -39,6 +39,29 @@ def test_normalize_maps_to_unit_range_and_constant_to_zero():
     assert torch.equal(out[2], torch.zeros(4, 4))
 
 
+def test_normalize_equals_the_straightforward_where_and_nan_to_num():
+    """normalize_cams skips the nan_to_num pass (a finite span > 0 leaves nothing to clean) and zeroes
+    other maps directly; bit for bit (signed zeros included) the plain version, special values too."""
+
+    def plain(cams):
+        flat = cams.flatten(-2)
+        low, high = flat.amin(-1, keepdim=True), flat.amax(-1, keepdim=True)
+        span = high - low
+        out = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(cams.dtype).tiny), 0.0)
+        return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).view_as(cams)
+
+    gen = torch.Generator().manual_seed(0)
+    specials = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 3e38, -3e38, 1e-45])
+    for trial in range(200):
+        cams = torch.randn(6, 3, 5, 7, generator=gen) * 10.0 ** int(torch.randint(-40, 39, (1,), generator=gen))
+        hit = torch.rand(cams.shape, generator=gen) < 0.03
+        cams[hit] = specials[torch.randint(0, len(specials), (int(hit.sum()),), generator=gen)]
+        cams[0, 0], cams[1, 1], cams[2, 2, 0, 0] = 2.0, -0.0, 1e-45  # constant maps, a subnormal span
+        for maps in (cams, cams[0], cams.double()):
+            out, want = normalize_cams(maps), plain(maps)
+            assert torch.equal(out, want) and torch.equal(out.signbit(), want.signbit()), trial
+
+
 def test_upsample_to_input_size_keeps_batch_layout():
     cams = torch.rand(2, 3, 7, 7)
     up = upsample_cams(cams, 224)

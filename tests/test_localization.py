@@ -3,7 +3,15 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from camexp.localization import best_iou_per_image, box_hits_sweep, boxes_from_cams, iou, largest_component_box
+from camexp.localization import (
+    best_iou_per_image,
+    box_hits_sweep,
+    boxes_from_cams,
+    iou,
+    largest_component_box,
+    paired_iou,
+    paper_boxes_and_sweep,
+)
 
 
 def test_two_blobs_the_larger_wins():
@@ -155,3 +163,57 @@ def test_cropped_labeling_and_threshold_sweep_equal_the_full_image_rule():
                 [best_iou_per_image(_full_image_boxes(cams, t), gt, counts) >= iou_threshold for t in thresholds]
             )
             assert torch.equal(box_hits_sweep(cams, gt, counts, thresholds, iou_threshold), want)
+
+
+def _random_boxes(gen: torch.Generator, *shape: int, grid: bool) -> torch.Tensor:
+    """xyxy boxes, on a coarse grid (shared edges, touching and identical boxes, zero-size ones) or not
+    (float rounding everywhere)."""
+    if grid:
+        corners = torch.randint(0, 12, (*shape, 2, 2), generator=gen).float() * 2.5
+    else:
+        corners = torch.rand(*shape, 2, 2, generator=gen) * 100 / 3
+    low, high = corners.min(-2).values, corners.max(-2).values
+    return torch.cat([low, high], -1)
+
+
+def test_paired_and_best_iou_equal_torchvision_all_pairs_bit_for_bit():
+    """best_iou_per_image pairs each image's box with its own GT boxes only; the values must be those of
+    torchvision's all-pairs matrix (the straightforward way), and T x N x 4 boxes give T rows of that."""
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(100):
+        n, b, t = (int(v) for v in torch.randint(1, 7, (3,), generator=gen))
+        pred, gt = _random_boxes(gen, t, n, grid=trial % 2 == 0), _random_boxes(gen, n, b, grid=trial % 3 == 0)
+        counts = torch.randint(0, b + 1, (n,), generator=gen)
+        rows = []
+        for boxes in pred:
+            all_pairs = box_iou(boxes, gt.reshape(-1, 4)).view(n, n, b)[torch.arange(n), torch.arange(n)]
+            assert torch.equal(paired_iou(boxes[:, None], gt).nan_to_num(-7.0), all_pairs.nan_to_num(-7.0))
+            valid = torch.arange(b)[None, :] < counts[:, None]
+            rows.append(torch.where(valid, all_pairs, -1.0).amax(1))
+            assert torch.equal(best_iou_per_image(boxes, gt, counts).nan_to_num(-7.0), rows[-1].nan_to_num(-7.0))
+        assert torch.equal(best_iou_per_image(pred, gt, counts).nan_to_num(-7.0), torch.stack(rows).nan_to_num(-7.0))
+    assert best_iou_per_image(pred, gt[:, :0], counts * 0).tolist() == [[-1.0] * n] * t
+
+
+def test_paper_boxes_and_sweep_equal_the_separate_calls():
+    """The callback's one sweep (paper boxes + threshold curve) must give what boxes_from_cams,
+    best_iou_per_image and box_hits_sweep give separately, box threshold in the grid or not."""
+    rng = np.random.default_rng(1)
+    grid = [0.1, 0.2, 0.3, 0.5, 0.7, 0.9]
+    for trial in range(18):
+        n, h, w = 8, int(rng.integers(6, 40)), int(rng.integers(6, 40))
+        if trial % 2:
+            cams = torch.nn.functional.interpolate(torch.rand(n, 1, 5, 5), size=(h, w), mode="bilinear")[:, 0]
+        else:  # speckle: many components (both area paths of the labeling)
+            cams = torch.from_numpy((rng.random((n, h, w)) < 0.4) * rng.random((n, h, w))).float()
+        cams[0] = 0.5  # constant: empty box
+        corners = np.sort(rng.uniform(0, max(h, w), (n, 2, 2, 2)), axis=2)
+        gt = torch.from_numpy(corners.transpose(0, 1, 3, 2).reshape(n, 2, 4)[..., [0, 2, 1, 3]]).float()
+        counts = torch.from_numpy(rng.integers(0, 3, n))
+        for box_threshold in (0.2, 0.25):
+            for iou_threshold in (0.5, 0.3):
+                boxes, ious, hits = paper_boxes_and_sweep(cams, gt, counts, box_threshold, grid, iou_threshold)
+                want = boxes_from_cams(cams, box_threshold)
+                assert torch.equal(boxes, want)
+                assert torch.equal(ious, best_iou_per_image(want, gt, counts))
+                assert torch.equal(hits, box_hits_sweep(cams, gt, counts, grid, iou_threshold))
