@@ -26,7 +26,7 @@ from camexp import viz
 from camexp import wsoleval as W
 from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS, PerClassLocalization, ThresholdCurve
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
-from camexp.localization import heuristic_top5_hits, paper_boxes_and_sweep
+from camexp.localization import best_iou_per_image, boxes_from_cams, heuristic_top5_hits, paper_boxes_and_sweep
 from camexp.metrics import CAMLocalizationMetrics, MaxBoxAcc, PxAP, wsoleval_gt_boxes, wsoleval_scoremaps
 from camexp.saliency import gradient_saliency
 
@@ -49,6 +49,34 @@ def gt_class_maps(pl_module: pl.LightningModule, outputs: dict[str, Any], batch:
         else:
             outputs["gt_class_maps"] = class_activation_maps(outputs["features"], pl_module.class_weights, labels)
     return outputs["gt_class_maps"]
+
+
+def gt_class_cams(pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any], method: str) -> Tensor:
+    """N x H x W GT-class maps at input size, min-max normalized (the paper rule's input). Kept in `outputs`
+    like ``gt_class_maps``, so the callbacks of a batch upsample and normalize once."""
+    if "gt_class_cams" not in outputs:
+        maps = gt_class_maps(pl_module, outputs, batch, method).detach().float()
+        if method != "backprop":  # gradient saliency is at input size already
+            maps = upsample_cams(maps, batch["image"].shape[-2:])
+        outputs["gt_class_cams"] = normalize_cams(maps)
+    return outputs["gt_class_cams"]
+
+
+def paper_boxes(
+    outputs: dict[str, Any], batch: dict[str, Any], cams: Tensor, threshold: float
+) -> tuple[Tensor, Tensor]:
+    """(``boxes_from_cams(cams, threshold)``, their ``best_iou_per_image``) of this batch, kept in `outputs` per
+    threshold: a callback that has them already (CAMCallback, from its sweep) leaves them with ``keep_paper_boxes``."""
+    cache = outputs.setdefault("paper_boxes", {})
+    if threshold not in cache:
+        boxes = boxes_from_cams(cams, threshold)
+        keep_paper_boxes(outputs, threshold, boxes, best_iou_per_image(boxes, batch["boxes"], batch["box_count"]))
+    return cache[threshold]
+
+
+def keep_paper_boxes(outputs: dict[str, Any], threshold: float, boxes: Tensor, ious: Tensor) -> None:
+    """Leave a batch's paper boxes and IoUs at `threshold` for the other callbacks (see ``paper_boxes``)."""
+    outputs.setdefault("paper_boxes", {})[threshold] = boxes, ious
 
 
 @dataclass
@@ -134,12 +162,9 @@ class CAMCallback(Callback):
         size = batch["image"].shape[-2:]
         gt_class_iou = heuristic_hits = None
         cams = pred_boxes = raw = curve_hits = None
-        if self.method == "backprop":
-            raw = gt_class_maps(pl_module, outputs, batch, self.method)  # at input size already
-            cams = normalize_cams(raw)
-        elif getattr(pl_module, "cam_capable", False):
-            raw = gt_class_maps(pl_module, outputs, batch, self.method)  # N x h x w, unnormalized
-            cams = normalize_cams(upsample_cams(raw, size))
+        if self.method == "backprop" or getattr(pl_module, "cam_capable", False):
+            raw = gt_class_maps(pl_module, outputs, batch, self.method)  # unnormalized; saliency at input size
+            cams = gt_class_cams(pl_module, outputs, batch, self.method)
         if raw is not None and split in self.wsoleval:
             self._update_wsoleval(split, raw, batch)
         if cams is not None and "boxes" in batch:
@@ -148,6 +173,7 @@ class CAMCallback(Callback):
             pred_boxes, gt_class_iou, curve_hits = paper_boxes_and_sweep(
                 cams, batch["boxes"], batch["box_count"], self.cam_threshold, thresholds, self.iou_threshold
             )
+            keep_paper_boxes(outputs, self.cam_threshold, pred_boxes, gt_class_iou)
             if self.heuristic_top5 and getattr(pl_module, "cam_capable", False):
                 top3 = logits.topk(min(3, logits.shape[1]), dim=1).indices
                 if top3.shape[1] == 3:

@@ -20,10 +20,8 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from camexp import viz
-from camexp.callbacks import gt_class_maps
-from camexp.cam import normalize_cams, upsample_cams
+from camexp.callbacks import gt_class_cams, gt_class_maps, paper_boxes
 from camexp.evaluate_maps import gt_boxes_224
-from camexp.localization import best_iou_per_image, boxes_from_cams
 from camexp.score_maps import map_path, save_map
 from camexp.wsol_metadata import SplitMetadata, combine_masks
 from camexp.wsol_scoring import WSOLScorer
@@ -88,8 +86,7 @@ class ScoreMapCallback(Callback):
     def _update(self, pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> None:
         if "label" not in batch:  # a batch of skipped corrupt images
             return
-        maps = self.raw_maps(pl_module, outputs, batch)
-        raw = maps.cpu().numpy()
+        raw = self.raw_maps(pl_module, outputs, batch).cpu().numpy()
         positions = batch["index"].tolist()
         fg = batch["mask"].cpu().numpy() if "mask" in batch else None
         ignore = batch["mask_ignore"].cpu().numpy() if "mask_ignore" in batch else None
@@ -106,7 +103,9 @@ class ScoreMapCallback(Callback):
                 save_map(self.maps_dir, image_id, raw[i])
             self.seen.append(position)
         if "boxes" in batch and self.num_extremes > 0:
-            self._offer_extremes(maps, batch, positions, outputs["logits"].argmax(1).tolist())
+            cams = gt_class_cams(pl_module, outputs, batch, self.method)
+            pred, ious = paper_boxes(outputs, batch, cams, self.cam_threshold)
+            self._offer_extremes(cams, pred, ious.tolist(), batch, positions, outputs["logits"].argmax(1).tolist())
 
     def _record_mask(self, image_id: str, instance: np.ndarray, ignored: np.ndarray | None) -> None:
         """Save the mask PNGs (0/255, the batch's S x S masks) and list them in the metadata."""
@@ -123,13 +122,15 @@ class ScoreMapCallback(Callback):
             self.metadata.ignores[image_id] = ignore_path.relative_to(self.masks_dir).as_posix()
 
     def _offer_extremes(
-        self, maps: torch.Tensor, batch: dict[str, Any], positions: list[int], predicted: list[int]
+        self,
+        cams: torch.Tensor,
+        pred: torch.Tensor,
+        ious: list[float],
+        batch: dict[str, Any],
+        positions: list[int],
+        predicted: list[int],
     ) -> None:
-        """Keep the `num_extremes` best and worst images by IoU of the paper-rule box (ties: dataset order)."""
-        size = batch["image"].shape[-2:]
-        cams = normalize_cams(maps if self.method == "backprop" else upsample_cams(maps, size))
-        pred = boxes_from_cams(cams, self.cam_threshold)
-        ious = best_iou_per_image(pred, batch["boxes"], batch["box_count"]).tolist()
+        """Keep the `num_extremes` best and worst images by IoU of their paper-rule box `pred` (ties: dataset order)."""
         self.ious.update(zip(positions, ious, strict=True))
         k = self.num_extremes
         best_cut = sorted((-s.iou, s.position) for s in self.best)[k - 1] if len(self.best) >= k else None
