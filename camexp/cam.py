@@ -17,8 +17,11 @@ def class_activation_maps(features: Tensor, class_weights: Tensor, class_ids: Te
 
     features: N x K x h x w (last conv maps); class_weights: C x K (the linear layer's weight).
     class_ids: None -> every class (N x C x h x w); shape N -> one class per image (N x h x w);
-    shape N x M -> M classes per image (N x M x h x w).
+    shape N x M -> M classes per image (N x M x h x w). Mixed dtypes (bf16 features from a mixed-precision
+    step, fp32 weights) are computed in the wider one.
     """
+    dtype = torch.promote_types(features.dtype, class_weights.dtype)
+    features, class_weights = features.to(dtype), class_weights.to(dtype)
     if class_ids is None:
         return torch.einsum("nkhw,ck->nchw", features, class_weights)
     selected = class_weights[class_ids]  # N x K or N x M x K

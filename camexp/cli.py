@@ -67,6 +67,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cam(args: argparse.Namespace) -> int:
+    from camexp.explain import run_cam_command
+
+    summary = run_cam_command(
+        args.paths,
+        args.model,
+        args.ckpt,
+        Path(args.out),
+        top_k=args.top_k,
+        classes=args.classes,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        overlays=not args.no_overlays,
+        device=args.device,
+    )
+    for message in summary["skipped"]:
+        print(f"skipped: {message}", file=sys.stderr)
+    skipped = f", {len(summary['skipped'])} unreadable file(s) skipped" if summary["skipped"] else ""
+    out = summary["out"]
+    print(f"CAMs of {summary['images']} image(s) on {summary['device']}{skipped}")
+    print(f"results  : {out / 'results.json'}")
+    if not args.no_overlays:
+        print(f"overlays : {out}/*.png")
+    return 0 if summary["images"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="camexp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +127,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--split", default="val")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "cam",
+        help="CAMs, boxes and overlays for any images or folders",
+        description="Class activation maps of the top-k classes (or --classes) for every image: the paper's box "
+        "and Table 3's tight/loose boxes in original-image pixels, one overlay PNG per image, and results.json.",
+    )
+    p.add_argument("paths", nargs="+", help="image files and folders (searched recursively)")
+    p.add_argument("--model", help="a registered network with packaged ImageNet weights (default: efficientnet_lite0)")
+    p.add_argument("--ckpt", help="a checkpoint written by `camexp train` (class names and input size from its run)")
+    p.add_argument("--top-k", type=int, default=5, help="CAMs of the k most probable classes (default 5)")
+    p.add_argument("--classes", type=int, nargs="+", help="CAMs of these class ids instead of the top-k")
+    p.add_argument("--threshold", type=float, default=0.2, help="paper rule: keep pixels >= this x max (0.2)")
+    p.add_argument("--out", default="cam_out", help="output folder (default: cam_out)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (16)")
+    p.add_argument("--workers", type=int, default=2, help="image decoding processes (2)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda when available)")
+    p.add_argument("--no-overlays", action="store_true", help="write results.json only")
+    p.set_defaults(func=cmd_cam)
 
     add_evaluate_parsers(sub)  # `evaluate`, `evaluate-maps` (camexp/cli_evaluate.py)
     return parser

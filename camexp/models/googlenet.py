@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 import torch.nn as nn
 import torchvision
-from torch import Tensor
 
-from camexp.models.heads import GlobalPoolNet
+from camexp.models.heads import ChannelAffine, GlobalPoolNet
 from camexp.models.paper import IMAGENET_CLASSES, AddedConvNet, added_convs
 from camexp.models.registry import register
-from camexp.models.weights import TorchvisionLayout, load_weights
+from camexp.models.weights import PretrainedLayout, load_weights
 
 _UP_TO_4E = (
     "conv1", "maxpool1", "conv2", "conv3", "maxpool2",
@@ -33,22 +31,6 @@ _UP_TO_5B = (*_UP_TO_4E, "maxpool4", "inception5a", "inception5b")
 # torchvision GoogLeNet._transform_input: x_c * (std_c / 0.5) + (mean_c - 0.5) / 0.5
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class ChannelAffine(nn.Module):
-    """x * scale_c + shift_c per input channel; identity until `set_`; buffers, so it is saved and loaded."""
-
-    def __init__(self, channels: int = 3) -> None:
-        super().__init__()
-        self.register_buffer("scale", torch.ones(1, channels, 1, 1))
-        self.register_buffer("shift", torch.zeros(1, channels, 1, 1))
-
-    def set_(self, scale: tuple[float, ...], shift: tuple[float, ...]) -> None:
-        self.scale.copy_(torch.tensor(scale).view_as(self.scale))
-        self.shift.copy_(torch.tensor(shift).view_as(self.shift))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale + self.shift
 
 
 def use_torchvision_input_transform(net: nn.Module) -> None:
@@ -85,7 +67,7 @@ def googlenet_gap(
     """
     features = _googlenet_features(_UP_TO_4E, init=not (pretrained or weights_path))  # N x 832 x 14 x 14
     net = AddedConvNet(features, added_convs(832, (1024,)), num_classes, pool=pool, dropout=dropout)
-    layout = TorchvisionLayout(
+    layout = PretrainedLayout(
         "googlenet",
         _renamer(_UP_TO_4E, fc_to=None),
         fresh=("added.", "classifier.", "features.transform_input."),
@@ -113,7 +95,7 @@ def googlenet(
     features = _googlenet_features(_UP_TO_5B, init=not (pretrained or weights_path))  # N x 1024 x 7 x 7
     new = () if num_classes == IMAGENET_CLASSES else ("classifier",)
     net = GlobalPoolNet(features, 1024, num_classes, pool=pool, dropout=dropout, new_modules=new)
-    layout = TorchvisionLayout(
+    layout = PretrainedLayout(
         "googlenet",
         _renamer(_UP_TO_5B, fc_to="classifier"),
         fresh=("features.transform_input.",),

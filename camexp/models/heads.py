@@ -7,6 +7,7 @@ single linear layer over pooled maps (the FC baselines) set `cam_capable = False
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 from torch import Tensor
 
@@ -54,3 +55,19 @@ class GlobalPoolNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+class ChannelAffine(nn.Module):
+    """x * scale_c + shift_c per input channel; identity until `set_`; buffers, so it is saved and loaded."""
+
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(1, channels, 1, 1))
+        self.register_buffer("shift", torch.zeros(1, channels, 1, 1))
+
+    def set_(self, scale: tuple[float, ...], shift: tuple[float, ...]) -> None:
+        self.scale.copy_(torch.tensor(scale).view_as(self.scale))
+        self.shift.copy_(torch.tensor(shift).view_as(self.shift))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale + self.shift

