@@ -94,6 +94,15 @@ def cmd_cam(args: argparse.Namespace) -> int:
     return 0 if summary["images"] else 1
 
 
+def cmd_photos(args: argparse.Namespace) -> int:
+    from camexp.data.photos import copy_photos
+
+    files = copy_photos(Path(args.out))
+    print("\n".join(map(str, files)))
+    print(f"{len(files)} packaged photos in {args.out}; try: camexp cam {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="camexp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda when available)")
     p.add_argument("--no-overlays", action="store_true", help="write results.json only")
     p.set_defaults(func=cmd_cam)
+
+    p = sub.add_parser("photos", help="copy the real photos that installed packages ship into a folder")
+    p.add_argument("--out", default="photos", help="destination folder (default: photos)")
+    p.set_defaults(func=cmd_photos)
 
     add_evaluate_parsers(sub)  # `evaluate`, `evaluate-maps` (camexp/cli_evaluate.py)
     return parser
