@@ -227,13 +227,6 @@ def overlay_panel(
     return panel
 
 
-def overlay_tile(
-    image: np.ndarray, cam: np.ndarray, pred_box: np.ndarray | None, gt_boxes: np.ndarray | None, caption: str = ""
-) -> np.ndarray:
-    """Deprecated: `overlay_panel` with its keyword arguments."""
-    return overlay_panel(image, cam, pred_boxes=pred_box, gt_boxes=gt_boxes, caption=caption)
-
-
 def _box_swatch(color: tuple[int, int, int], size: tuple[int, int]) -> np.ndarray:
     """A small box drawn as overlay_panel draws boxes, on a mid-grey ground."""
     w, h = size
