@@ -105,7 +105,7 @@ def extremes_picture(
     ):
         if tiles:
             picture = viz.grid(list(tiles), columns=columns)
-            rows += [viz.text_strip(picture.shape[1], label), picture]
+            rows += [viz.text_strip(picture.shape[1], label, bold=True), picture]
     legend = viz.cam_legend(max(r.shape[1] for r in rows), iou_threshold, cam_threshold, method)
     return viz.stack([legend, *rows])
 

@@ -159,17 +159,18 @@ def wrap_text(text: str, width: int, scale: float = FONT_SCALE) -> list[str]:
     return lines
 
 
-def text_strip(width: int, text: str | Sequence[str], scale: float = FONT_SCALE) -> np.ndarray:
+def text_strip(width: int, text: str | Sequence[str], scale: float = FONT_SCALE, bold: bool = False) -> np.ndarray:
     """A white strip `width` pixels wide with `text` in black: a string is wrapped to the width, a sequence
-    starts a new line at each item (each wrapped too)."""
+    starts a new line at each item (each wrapped too). bold: heavier strokes, for headings."""
     paragraphs = [text] if isinstance(text, str) else list(text)
     lines = [line for p in paragraphs for line in wrap_text(p, width - 2 * TEXT_MARGIN, scale)]
     ascent, descent = _line_height(scale)
     step = ascent + descent + LINE_GAP
     strip = np.full((max(1, len(lines)) * step + 2 * TEXT_MARGIN - LINE_GAP, width, 3), 255, np.uint8)
+    thickness = FONT_THICKNESS + (1 if bold else 0)
     for k, line in enumerate(lines):
         baseline = TEXT_MARGIN + k * step + ascent
-        cv2.putText(strip, line, (TEXT_MARGIN, baseline), FONT, scale, TEXT_COLOR, FONT_THICKNESS, cv2.LINE_AA)
+        cv2.putText(strip, line, (TEXT_MARGIN, baseline), FONT, scale, TEXT_COLOR, thickness, cv2.LINE_AA)
     return strip
 
 
@@ -347,13 +348,20 @@ def cam_caption(
 
 
 def cam_legend(
-    width: int, iou_threshold: float = 0.5, cam_threshold: float | None = None, method: str = "cam"
+    width: int,
+    iou_threshold: float = 0.5,
+    cam_threshold: float | None = None,
+    method: str = "cam",
+    heuristic: bool = False,
 ) -> np.ndarray:
     """The legend strip of GT-class map overlays (colours, and what `cam_caption` says). method="backprop":
-    the heat is the gradient saliency of the GT class (the paper's Backprop baseline), not its CAM."""
+    the heat is the gradient saliency of the GT class (the paper's Backprop baseline), not its CAM.
+    heuristic: also name HEURISTIC_COLOR (panels given `extra_boxes` from Table 3's heuristic)."""
     heat = "gradient saliency" if method == "backprop" else "CAM"
     rule = f"paper rule, {heat} >= {cam_threshold:g} x max" if cam_threshold is not None else "paper rule"
     entries = [("ground-truth box", GT_COLOR), (f"predicted box ({rule})", PRED_COLOR)]
+    if heuristic:
+        entries.append(("Table 3 heuristic boxes (top-3 classes)", HEURISTIC_COLOR))
     note = (
         f"Heat: the {heat} of the ground-truth (GT) class. 'cls ok' / 'cls wrong': the top-1 class ('pred', "
         f"shown when wrong); 'IoU 0.62 hit': the predicted box's IoU with the best GT box, hit if >= {iou_threshold:g}."
