@@ -261,7 +261,7 @@ def legend_strip(
     placed: list[tuple[np.ndarray, list[str], int, int]] = []  # swatch, label lines, x, line index
     x, line = TEXT_MARGIN, 0
     for swatch, label in items:
-        label_lines = wrap_text(label, max(1, usable - swatch.shape[1] - 6))
+        label_lines = wrap_text(label, max(1, usable - swatch.shape[1] - 6)) or [""]
         item_w = swatch.shape[1] + 6 + max(text_width(t) for t in label_lines)
         if x > TEXT_MARGIN and x + item_w > width - TEXT_MARGIN:
             x, line = TEXT_MARGIN, line + max(1, max(len(p[1]) for p in placed if p[3] == line))
