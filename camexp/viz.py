@@ -369,9 +369,20 @@ def cam_legend(
     return legend_strip(width, entries, note, heat_label=f"{heat}: low to high")
 
 
-def save_png(image: np.ndarray, path: str | Path) -> Path:
+def encode_png(image: np.ndarray) -> bytes:
+    """An RGB uint8 picture as PNG bytes (OpenCV's fast default compression)."""
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"could not encode a {image.shape} {image.dtype} picture as PNG")
+    return buffer.tobytes()
+
+
+def save_png(image: np.ndarray, path: str | Path, png: bytes | None = None) -> Path:
+    """Write an RGB uint8 picture to `path` (folders made); png: its `encode_png` bytes, if made already."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
+    try:
+        path.write_bytes(png if png is not None else encode_png(image))
+    except OSError as err:
+        raise OSError(f"could not write {path}: {err}") from err
     return path
