@@ -38,6 +38,9 @@ except ImportError:  # pragma: no cover
 
 
 
+OVERLAY_COLUMNS = 8  # panels per row of overlays/<split>_epochNNN.png
+
+
 def gt_class_maps(pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any], method: str) -> Tensor:
     """N x h x w unnormalized maps of each image's GT class: CAMs from the step's features, or gradient
     saliency (method="backprop"). Kept in `outputs`, so every callback of a batch shares one computation
@@ -79,6 +82,26 @@ def keep_paper_boxes(outputs: dict[str, Any], threshold: float, boxes: Tensor, i
     outputs.setdefault("paper_boxes", {})[threshold] = boxes, ious
 
 
+def display_name(class_names: Sequence[str], class_index: int) -> str:
+    """The class's name for pictures and tables: without CUB's 'NNN.' prefix (the index when unnamed)."""
+    name = class_names[class_index] if class_index < len(class_names) else str(class_index)
+    return name.split(".", 1)[1] if name[:3].isdigit() and "." in name else name
+
+
+def _add_png_image(experiment: Any, tag: str, picture: np.ndarray, png: bytes, step: int) -> None:
+    """TensorBoard image from PNG bytes already encoded: `add_image` would re-encode the picture with PIL's
+    slow default compression (~0.8 s for a 16-panel overlay grid, every validation)."""
+    writer = getattr(experiment, "_get_file_writer", None)  # SummaryWriter's; add_image uses it too
+    if writer is None:
+        experiment.add_image(tag, picture, step, dataformats="HWC")
+        return
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    height, width = picture.shape[:2]
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
+    writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+
 @dataclass
 class OverlaySample:
     """One image picked for the overlays: what a logger needs to draw it its own way (e.g. W&B boxes)."""
@@ -89,6 +112,8 @@ class OverlaySample:
     gt_boxes: np.ndarray | None  # B x 4 xyxy
     label: int
     predicted: int
+    iou: float | None = None  # of pred_box with the best GT box (None without boxes)
+    caption: list[str] = field(default_factory=list)  # the lines under the saved overlay (viz.cam_caption)
 
 
 @dataclass
@@ -191,7 +216,7 @@ class CAMCallback(Callback):
         if pred_boxes is not None:
             self.curves[split].update(cams, batch["boxes"], batch["box_count"], hits=curve_hits)
         if cams is not None and len(self._tiles) < self.num_overlays and pl_module.global_rank == 0:
-            self._collect_tiles(batch, logits, cams, pred_boxes)
+            self._collect_tiles(batch, logits, cams, pred_boxes, gt_class_iou)
 
     def _update_wsoleval(self, split: str, raw: Tensor, batch: dict[str, Any]) -> None:
         """wsoleval protocol from the raw maps (before our min-max): bicubic resize to the eval frame and
@@ -244,8 +269,9 @@ class CAMCallback(Callback):
             values[f"{split}/pxap"] = pxap.float()
         return values
 
-    def _collect_tiles(self, batch, logits, cams, pred_boxes) -> None:
-        """Overlays of every `_overlay_stride`-th image, so the grid spans the (class-sorted) split."""
+    def _collect_tiles(self, batch, logits, cams, pred_boxes, ious) -> None:
+        """Overlays of every `_overlay_stride`-th image, so the grid spans the (class-sorted) split: the GT
+        class's CAM, the paper-rule box from it and the GT boxes, captioned by `viz.cam_caption`."""
         chosen = (batch["index"] % self._overlay_stride == 0).nonzero().flatten().tolist()
         chosen = chosen[: self.num_overlays - len(self._tiles)]
         if not chosen:
@@ -256,16 +282,14 @@ class CAMCallback(Callback):
             label = int(batch["label"][i])
             gt = batch["boxes"][i, : int(batch["box_count"][i])].cpu().numpy() if "boxes" in batch else None
             box = pred_boxes[i].numpy() if pred_boxes is not None else None
-            mark = "ok" if predicted[i] == label else f"pred {self._name(predicted[i])}"
-            caption = f"{self._name(label)} ({mark})"
+            iou = float(ious[i]) if ious is not None and gt is not None and len(gt) else None
+            caption = viz.cam_caption(self._name(label), self._name(predicted[i]), iou, self.iou_threshold)
             cam = cams[i].cpu().numpy()
-            self._tiles.append(viz.overlay_tile(images[j], cam, box, gt, caption))
-            self._samples.append(OverlaySample(images[j], cam, box, gt, label, predicted[i]))
+            self._tiles.append(viz.overlay_panel(images[j], cam, pred_boxes=box, gt_boxes=gt, caption=caption))
+            self._samples.append(OverlaySample(images[j], cam, box, gt, label, predicted[i], iou, caption))
 
     def _name(self, class_index: int) -> str:
-        """Class name without CUB's 'NNN.' prefix."""
-        name = self.class_names[class_index] if class_index < len(self.class_names) else str(class_index)
-        return name.split(".", 1)[1] if name[:3].isdigit() and "." in name else name
+        return display_name(self.class_names, class_index)
 
     @override
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -330,12 +354,16 @@ class CAMCallback(Callback):
     def _write_overlays(self, split: str, trainer: pl.Trainer, out_dir: Path) -> None:
         if not self._tiles:
             return
-        picture = viz.grid(self._tiles, columns=8)
-        self.last_overlay_path = viz.save_png(picture, out_dir / f"{split}_epoch{trainer.current_epoch:03d}.png")
+        width = viz.grid_width(self._tiles, OVERLAY_COLUMNS)
+        legend = viz.cam_legend(width, self.iou_threshold, self.cam_threshold, self.method)
+        picture = viz.grid(self._tiles, columns=OVERLAY_COLUMNS, legend=legend)
+        png = viz.encode_png(picture)  # once, for the file and TensorBoard
+        path = out_dir / f"{split}_epoch{trainer.current_epoch:03d}.png"
+        self.last_overlay_path = viz.save_png(picture, path, png)
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_image"):  # TensorBoard
-                experiment.add_image(f"{split}/cam_overlays", picture, trainer.global_step, dataformats="HWC")
+                _add_png_image(experiment, f"{split}/cam_overlays", picture, png, trainer.global_step)
 
     @override
     def on_validation_epoch_end(self, trainer, pl_module) -> None:

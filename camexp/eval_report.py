@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from camexp import viz
@@ -88,29 +87,27 @@ def plot_curves(
     return path
 
 
-def _label_strip(text: str, width: int) -> np.ndarray:
-    strip = np.full((18, width, 3), 255, np.uint8)
-    cv2.putText(strip, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    return strip
-
-
-def extremes_picture(best: Sequence[np.ndarray], worst: Sequence[np.ndarray]) -> np.ndarray | None:
-    """Two labelled rows of overlay tiles: the best images (highest IoU), then the worst."""
+def extremes_picture(
+    best: Sequence[np.ndarray],
+    worst: Sequence[np.ndarray],
+    iou_threshold: float = 0.5,
+    cam_threshold: float = 0.2,
+    method: str = "cam",
+) -> np.ndarray | None:
+    """The CAM legend, then two labelled rows of overlay panels: the best images (highest IoU), then the worst."""
     if not best and not worst:
         return None
     columns = max(len(best), len(worst))
     rows = []
     for label, tiles in (
-        ("best: highest IoU of the paper-rule box (red) with a GT box (green)", best),
-        ("worst: lowest IoU", worst),
+        (f"Best {len(best)}: highest IoU of the predicted box with a GT box", best),
+        (f"Worst {len(worst)}: lowest IoU", worst),
     ):
-        if not tiles:
-            continue
-        picture = viz.grid(list(tiles), columns=columns)
-        rows += [_label_strip(label, picture.shape[1]), picture]
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    return np.concatenate(rows, axis=0)
+        if tiles:
+            picture = viz.grid(list(tiles), columns=columns)
+            rows += [viz.text_strip(picture.shape[1], label, bold=True), picture]
+    legend = viz.cam_legend(max(r.shape[1] for r in rows), iou_threshold, cam_threshold, method)
+    return viz.stack([legend, *rows])
 
 
 def write_report(
@@ -126,12 +123,13 @@ def write_report(
     cam_threshold: float = 0.2,
     notes: Sequence[str] = (),
     method: str = "cam",
+    iou_threshold: float = 0.5,
 ) -> Path:
     """Write report.md, curves.png and extremes.png into `out_dir`; returns the markdown path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = plot_curves(wsol, out_dir / "curves.png", cam_threshold, title=f"{title}: box accuracy vs CAM threshold")
-    picture = extremes_picture(best_tiles, worst_tiles)
+    picture = extremes_picture(best_tiles, worst_tiles, iou_threshold, cam_threshold, method)
     extremes = viz.save_png(picture, out_dir / "extremes.png") if picture is not None else None
     lines = [f"# {title}", ""]
     lines += [f"- {note}" for note in notes]

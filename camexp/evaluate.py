@@ -114,6 +114,7 @@ def evaluate_checkpoint(
         class_names=datamodule.class_names,
         method=cfg.eval.method,
         cam_threshold=cfg.eval.cam_threshold,
+        iou_threshold=cfg.eval.iou_threshold,
         maps_dir=out / "maps" if save_maps else None,
         masks_dir=out / "metadata" if save_maps else None,
         num_extremes=num_extremes,
@@ -148,7 +149,7 @@ def evaluate_checkpoint(
     best, worst = map_callback.extreme_tiles()
     report = write_report(
         out, title, results, prefix, cfg.model.name, cfg.model.pool, wsol, best, worst, cfg.eval.cam_threshold, notes,
-        method=cfg.eval.method,
+        method=cfg.eval.method, iou_threshold=cfg.eval.iou_threshold,
     )
     _print_summary(title, results, prefix, cfg, wsol, out, report)
     return results

@@ -20,7 +20,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from camexp import viz
-from camexp.callbacks import gt_class_cams, gt_class_maps, paper_boxes
+from camexp.callbacks import display_name, gt_class_cams, gt_class_maps, paper_boxes
 from camexp.evaluate_maps import gt_boxes_224
 from camexp.score_maps import map_path, save_map
 from camexp.wsol_metadata import SplitMetadata, combine_masks
@@ -37,7 +37,7 @@ class ExtremeSample:
     cam: np.ndarray  # H x W in [0, 1]
     pred_box: np.ndarray
     gt_boxes: np.ndarray
-    caption: str
+    caption: list[str]  # viz.cam_caption lines
 
 
 class ScoreMapCallback(Callback):
@@ -52,6 +52,7 @@ class ScoreMapCallback(Callback):
         class_names: Sequence[str],
         method: str = "cam",
         cam_threshold: float = 0.2,
+        iou_threshold: float = 0.5,
         maps_dir: str | Path | None = None,
         masks_dir: str | Path | None = None,
         num_extremes: int = 8,
@@ -61,7 +62,7 @@ class ScoreMapCallback(Callback):
         self.metadata, self.scorer = metadata, scorer
         self.mean, self.std = tuple(mean), tuple(std)
         self.class_names = list(class_names)
-        self.method, self.cam_threshold = method, cam_threshold
+        self.method, self.cam_threshold, self.iou_threshold = method, cam_threshold, iou_threshold
         self.maps_dir = Path(maps_dir) if maps_dir is not None else None
         self.masks_dir = Path(masks_dir) if masks_dir is not None else None
         self.num_extremes = num_extremes
@@ -146,8 +147,10 @@ class ScoreMapCallback(Callback):
         for j, i in enumerate(chosen):
             label = int(batch["label"][i])
             gt = batch["boxes"][i, : int(batch["box_count"][i])].cpu().numpy()
-            name = self.class_names[label] if label < len(self.class_names) else str(label)
-            caption = f"IoU {ious[i]:.2f} {name.split('.', 1)[-1]}" + ("" if predicted[i] == label else " (wrong cls)")
+            caption = viz.cam_caption(
+                display_name(self.class_names, label), display_name(self.class_names, predicted[i]), ious[i],
+                self.iou_threshold,
+            )
             sample = ExtremeSample(
                 ious[i], positions[i], images[j], cams[i].cpu().numpy(), pred[i].numpy(), gt, caption
             )
@@ -156,15 +159,10 @@ class ScoreMapCallback(Callback):
         self.best = sorted(self.best, key=lambda s: (-s.iou, s.position))[:k]
         self.worst = sorted(self.worst, key=lambda s: (s.iou, s.position))[:k]
 
-    def extreme_tiles(self, min_side: int = 128) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """(best, worst) overlay tiles: heatmap, GT boxes green, paper-rule box red; small inputs are
-        enlarged by an integer factor so captions and boxes stay legible."""
+    def extreme_tiles(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(best, worst) overlay panels (`viz.overlay_panel`): GT-class CAM, GT boxes, paper-rule box, caption."""
 
         def tile(s: ExtremeSample) -> np.ndarray:
-            factor = max(1, min_side // max(1, s.image.shape[0]))
-            size = (s.image.shape[1] * factor, s.image.shape[0] * factor)
-            image = cv2.resize(s.image, size, interpolation=cv2.INTER_NEAREST)
-            cam = cv2.resize(s.cam, size, interpolation=cv2.INTER_LINEAR)
-            return viz.overlay_tile(image, cam, s.pred_box * factor, s.gt_boxes * factor, s.caption)
+            return viz.overlay_panel(s.image, s.cam, pred_boxes=s.pred_box, gt_boxes=s.gt_boxes, caption=s.caption)
 
         return [tile(s) for s in self.best], [tile(s) for s in self.worst]

@@ -21,7 +21,6 @@ from pytorch_lightning.loggers import WandbLogger
 from camexp import viz
 from camexp.callbacks import EvaluationSummary, OverlaySample
 from camexp.dashboards import PER_CLASS_COLUMNS, per_class_rows
-from camexp.localization import iou
 
 RUN_ID_FILE = "wandb_run_id"  # in the run dir: a resumed run continues the same W&B run
 
@@ -77,12 +76,7 @@ def overlay_image(sample: OverlaySample, class_names: list[str]) -> wandb.Image:
     name = class_names[sample.label]
     boxes: dict[str, Any] = {}
     if sample.pred_box is not None:
-        scores = None
-        if sample.gt_boxes is not None and len(sample.gt_boxes):
-            import torch
-
-            best = iou(torch.as_tensor(sample.pred_box).view(1, 4), torch.as_tensor(sample.gt_boxes)).max()
-            scores = {"iou": round(float(best), 4)}
+        scores = {"iou": round(sample.iou, 4)} if sample.iou is not None else None
         boxes["predictions"] = {
             "box_data": [_box(sample.pred_box, sample.label, f"CAM box: {name}", scores)],
             "class_labels": class_labels,
@@ -92,9 +86,8 @@ def overlay_image(sample: OverlaySample, class_names: list[str]) -> wandb.Image:
             "box_data": [_box(b, sample.label, name) for b in sample.gt_boxes],
             "class_labels": class_labels,
         }
-    verdict = "ok" if sample.predicted == sample.label else f"predicted {class_names[sample.predicted]}"
     picture = viz.heatmap_overlay(sample.image, sample.cam)
-    return wandb.Image(picture, boxes=boxes or None, caption=f"{name} ({verdict})")
+    return wandb.Image(picture, boxes=boxes or None, caption=" | ".join(sample.caption))  # the saved overlay's
 
 
 def publish_wandb(logger: WandbLogger, summary: EvaluationSummary) -> None:

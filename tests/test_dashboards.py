@@ -147,5 +147,7 @@ def test_wandb_offline_and_tensorboard_get_metrics_overlays_tables_and_curve(tin
     assert expected - {"trainer/global_step"} <= set(tags["scalars"])
     assert {"val/cam_overlays", "val/loc_vs_threshold"} <= set(tags["images"])
     assert len(events.Images("val/loc_vs_threshold")) == 2
+    overlay = events.Images("val/cam_overlays")[-1]  # the saved PNG itself, encoded once
+    assert overlay.encoded_image_string == (run_dir / "overlays" / "val_epoch001.png").read_bytes()
     assert "val/per_class/text_summary" in tags["tensors"]
     assert (run_dir / "wandb_run_id").read_text().strip() in offline[0].name
