@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_wsoleval.py
 	$(PY) benchmarks/bench_callback.py $(if $(TRAINED_CKPT),--ckpt $(TRAINED_CKPT))
+	$(PY) benchmarks/bench_cam.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check camexp tests

@@ -212,16 +212,28 @@ def best_iou_per_image(pred_boxes: Tensor, gt_boxes: Tensor, gt_counts: Tensor) 
 RELEASE_THRESHOLDS = (20, 100, 110)  # out of 255, generate_bbox.m in the CAM release
 
 
-def _thinned_mask(heatmap: np.ndarray, threshold: int) -> np.ndarray:
+def _thinned_mask(heatmap: np.ndarray, threshold: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Release `fromDT`: binarize (> threshold), Euclidean distance to the nearest background pixel,
     rescale so the farthest pixel is 255, keep > 10: a thinning that drops a rim of ~4% of the
-    object's thickness and splits blobs joined by thin bridges."""
-    binary = (heatmap > threshold).astype(np.uint8)
-    if binary.all() or not binary.any():  # the release leaves such maps unchanged
-        return binary
-    distance = cv2.distanceTransform(binary, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64)
-    scaled = np.clip(np.floor(distance * (255.0 / distance.max()) + 0.5), 0, 255)
-    return (scaled > 10).astype(np.uint8)
+    object's thickness and splits blobs joined by thin bridges.
+
+    Returns the mask cropped to the foreground's bounding box plus a 1-pixel background ring (where the
+    image has room), and the crop's (x, y) origin. The distances are those of the whole image: a background
+    pixel outside the ring is never nearer than the ring pixel between it and the foreground. At the
+    original resolution of a photo this is several times cheaper than the whole-image transform."""
+    binary = (heatmap > threshold).view(np.uint8)
+    rows, cols = np.flatnonzero(binary.any(1)), np.flatnonzero(binary.any(0))
+    if len(rows) == 0:  # the release leaves such maps unchanged
+        return binary, (0, 0)
+    y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, binary.shape[0])
+    x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, binary.shape[1])
+    crop = binary[y0:y1, x0:x1]
+    if crop.all():  # no background at all: unchanged
+        return crop, (x0, y0)
+    distance = cv2.distanceTransform(crop, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    # The release keeps round(255 d / max d) > 10. With p = d * (255 / max d) in float64, floor(p + 0.5) > 10
+    # <=> p + 0.5 >= 11 <=> p >= 10.5 (p + 0.5 is exact for p in [8, 16)): one pass instead of four.
+    return (distance.astype(np.float64) * (255.0 / float(distance.max())) >= 10.5).view(np.uint8), (x0, y0)
 
 
 def release_boxes(heatmap: np.ndarray, thresholds: tuple[int, ...] = RELEASE_THRESHOLDS) -> np.ndarray:
@@ -234,7 +246,8 @@ def release_boxes(heatmap: np.ndarray, thresholds: tuple[int, ...] = RELEASE_THR
     height, width = heatmap.shape
     rects: list[tuple[int, int, int, int]] = []
     for threshold in thresholds:
-        contours, _ = cv2.findContours(_thinned_mask(heatmap, threshold), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+        mask, origin = _thinned_mask(heatmap, threshold)
+        contours, _ = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=origin)
         for contour in contours:
             x, y, w, h = cv2.boundingRect(contour)
             rects.append(

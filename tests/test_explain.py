@@ -13,9 +13,9 @@ from torchvision.ops import box_iou
 
 from camexp import cli
 from camexp.cam import class_activation_maps
+from camexp.data.photos import PHOTOS, photo, quokka_box
 from camexp.errors import CamexpError
 from camexp.explain import explain, load_explainer
-from camexp.data.photos import PHOTOS, photo, quokka_box
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian cat, Siamese cat, Egyptian cat
 

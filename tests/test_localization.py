@@ -217,3 +217,51 @@ def test_paper_boxes_and_sweep_equal_the_separate_calls():
                 assert torch.equal(boxes, want)
                 assert torch.equal(ious, best_iou_per_image(want, gt, counts))
                 assert torch.equal(hits, box_hits_sweep(cams, gt, counts, grid, iou_threshold))
+
+
+def _release_boxes_whole_image(heatmap):
+    """The release's dt_box written plainly (whole-image distance transform, round and clip), for comparison."""
+    import cv2
+
+    from camexp.localization import RELEASE_THRESHOLDS, _big_overlap
+
+    height, width = heatmap.shape
+    rects = []
+    for threshold in RELEASE_THRESHOLDS:
+        binary = (heatmap > threshold).astype(np.uint8)
+        if binary.any() and not binary.all():
+            distance = cv2.distanceTransform(binary, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64)
+            binary = (np.clip(np.floor(distance * (255.0 / distance.max()) + 0.5), 0, 255) > 10).astype(np.uint8)
+        for contour in cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)[0]:
+            x, y, w, h = cv2.boundingRect(contour)
+            rects.append(
+                (min(max(x, 0), width - 5), min(max(y, 0), height - 5), min(w, width - x - 5), min(h, height - y - 5))
+            )
+    rects.sort(key=lambda r: r[2] * r[3], reverse=True)
+    i = 0
+    while i < len(rects):
+        j = i + 1
+        while j < len(rects):
+            if _big_overlap(rects[i], rects[j]):
+                del rects[j]
+            j += 1
+        i += 1
+    return np.array([[x, y, x + w, y + h] for x, y, w, h in rects], dtype=np.float32).reshape(-1, 4)
+
+
+def test_release_boxes_on_the_foreground_crop_equal_the_whole_image_transform():
+    from camexp.cam import normalize_cams, upsample_cams
+    from camexp.localization import release_boxes
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        h, w = (int(v) for v in rng.integers(16, 120, size=2))
+        if trial % 3 == 0:  # CAM-like: a coarse map upsampled
+            cam = normalize_cams(upsample_cams(torch.from_numpy(rng.random((1, 7, 7), dtype=np.float32)), (h, w)))[0]
+            heat = (cam.numpy() * 255).astype(np.uint8)
+        elif trial % 3 == 1:  # blobs touching the image border
+            heat = np.zeros((h, w), np.uint8)
+            heat[int(rng.integers(0, h)) :, : int(rng.integers(1, w))] = int(rng.integers(0, 256))
+        else:  # noise: many components and holes
+            heat = rng.integers(0, 256, size=(min(h, 40), min(w, 40))).astype(np.uint8)
+        np.testing.assert_array_equal(release_boxes(heat), _release_boxes_whole_image(heat))
