@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 from torchvision.ops import box_iou
 
+import camexp
 from camexp import cli
 from camexp.cam import class_activation_maps
 from camexp.data.photos import PHOTOS, photo, quokka_box
 from camexp.errors import CamexpError
-from camexp.explain import explain, load_explainer
+from camexp.explainer import explain, load_explainer
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian cat, Siamese cat, Egyptian cat
 
@@ -59,7 +60,7 @@ def test_records_match_for_a_path_a_pil_image_and_a_tensor(explainer):
     path = photo("coffee.png")
     pil = Image.open(path).convert("RGB")
     tensor = torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1)  # 3 x H x W uint8
-    by_path, by_pil, by_tensor = explain([path, pil, tensor], top_k=3, explainer=explainer)
+    by_path, by_pil, by_tensor = camexp.explain([path, pil, tensor], top_k=3, explainer=explainer)  # the package API
     assert by_path["path"] == str(path) and by_pil["path"] is None
     for other in (by_pil, by_tensor):
         assert other["predictions"] == by_path["predictions"]

@@ -312,7 +312,7 @@ def overlay_name(path: str, taken: set[str]) -> str:
     return name
 
 
-def overlay_picture(explanation: Explanation, threshold: float, max_width: int = 448) -> np.ndarray:
+def overlay_picture(explanation: Explanation, threshold: float, max_width: int = 320) -> np.ndarray:
     """One panel per class: heatmap, paper-rule box and heuristic boxes, class name and probability."""
     from camexp import viz
 
@@ -334,10 +334,11 @@ def overlay_picture(explanation: Explanation, threshold: float, max_width: int =
     legend = viz.legend_strip(
         min(len(panels), 3) * panels[0].shape[1],
         [
-            (f"CAM box (paper rule, {threshold:g} x max)", viz.PRED_COLOR),
+            (f"CAM box (paper rule, CAM >= {threshold:g} x max)", viz.PRED_COLOR),
             ("Table 3 loose / tight boxes", viz.HEURISTIC_COLOR),
         ],
-        note=f"{Path(explanation.record['path'] or 'image').name}: CAM of each class shown, highest probability first",
+        note=f"{Path(explanation.record['path'] or 'image').name}: the CAM of each class, highest probability first",
+        heat_label="CAM: low to high",
     )
     return viz.grid(panels, columns=3, legend=legend)
 
