@@ -18,6 +18,7 @@ help:
 	@echo "make train   # embedded default experiment (SynthLoc, CPU, minutes)"
 	@echo "make test    # whole test suite (CPU, offline)"
 	@echo "make bench   # speed benchmarks"
+	@echo "make train-efficientnet-lite0   # fine-tune real ImageNet weights (packaged, offline) on SynthLoc"
 	@echo "make lint | make clean"
 
 install: $(STAMP)
