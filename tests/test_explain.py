@@ -130,3 +130,28 @@ def test_cam_command_refuses_missing_paths_and_empty_folders(tmp_path, capsys):
     assert cli.main(["cam", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "No image files" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_fine_tuned_checkpoint_explains_with_its_run_classes_and_input_size(tiny_synthloc, tmp_path, capsys):
+    """Fine-tuning from the packaged ImageNet weights through the real Trainer, then `camexp cam --ckpt`."""
+    from camexp import config
+    from camexp.train import train
+    from tests.conftest import REPO, tiny_overrides
+
+    overrides = tiny_overrides(tiny_synthloc, tmp_path / "logs", **{"trainer.max_steps": 2})
+    cfg = config.load(REPO / "experiments" / "efficientnet_lite0_synthloc.yaml", overrides)
+    assert cfg.model.pretrained and cfg.data.normalize == "imagenet"
+    train(cfg)
+    ckpt = tmp_path / "logs" / cfg.name / "version_0" / "checkpoints" / "last.ckpt"
+    images = sorted((tiny_synthloc / "images").rglob("*.jpg"))[:3]
+    out = tmp_path / "cam"
+    assert cli.main(["cam", *map(str, images), "--ckpt", str(ckpt), "--out", str(out), "--top-k", "2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    class_names = {line.split(" ", 1)[1] for line in (tiny_synthloc / "classes.txt").read_text().splitlines()}
+    assert results["model"] == str(ckpt)
+    for image in results["images"]:
+        assert (image["width"], image["height"]) == (64, 64)
+        assert {p["class_name"] for p in image["predictions"]} <= class_names
+    explainer = load_explainer(ckpt=ckpt, device="cpu")
+    assert explainer.input_size == 64 and explainer.class_names == sorted(class_names)
