@@ -28,7 +28,7 @@ __all__ = [
     "WSOLEvalDataModule",
     "build",
 ]
-DATASETS = ("synthloc", "cluttered_mnist", "cub", "ilsvrc", "wsoleval", "places365", "sun397", "indoor67", "scenes")
+DATASETS = ("synthloc", "cub", "ilsvrc", "wsoleval", "places365", "sun397", "indoor67", "scenes", "cluttered_mnist")
 
 
 def _common_kwargs(cfg: DictConfig, seed: int) -> dict:
