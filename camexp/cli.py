@@ -1,4 +1,4 @@
-"""`camexp train | validate | synth | compare | report ...` (also `python -m camexp`)."""
+"""`camexp train | validate | synth | digits | compare | report ...` (also `python -m camexp`)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,23 @@ def cmd_synth(args: argparse.Namespace) -> int:
         args.out, seed=args.seed, n_train=args.n_train, n_val=args.n_val, size=args.size, num_classes=args.num_classes
     )
     print(f"SynthLoc written to {out}")
+    return 0
+
+
+def cmd_digits(args: argparse.Namespace) -> int:
+    from camexp.data.digits import generate_cluttered_mnist
+
+    out = generate_cluttered_mnist(
+        args.out,
+        seed=args.seed,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        size=args.size,
+        clutter=args.clutter,
+        scale_min=args.scale_min,
+        scale_max=args.scale_max,
+    )
+    print(f"Cluttered MNIST written to {out}")
     return 0
 
 
@@ -126,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--num-classes", type=int, default=10)
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("digits", help="generate the cluttered MNIST benchmark in the CUB-200-2011 layout")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=int, default=3000)
+    p.add_argument("--n-val", type=int, default=1000)
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--clutter", type=int, default=4, help="fragments of other digits per image")
+    p.add_argument("--scale-min", type=float, default=0.25, help="smallest digit side / canvas side")
+    p.add_argument("--scale-max", type=float, default=0.6, help="largest digit side / canvas side")
+    p.set_defaults(func=cmd_digits)
 
     p = sub.add_parser("compare", help="side-by-side table of finished runs")
     p.add_argument("run_dirs", nargs="+")

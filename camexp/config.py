@@ -31,8 +31,23 @@ class SynthConfig:
 
 
 @dataclass
+class DigitsConfig:
+    """Parameters of the cluttered MNIST benchmark (`data.name=cluttered_mnist`, generated under `data.root`
+    when absent or generated with other parameters; camexp/data/digits.py)."""
+
+    seed: int = 0
+    n_train: int = 3000  # images; train digits come from 400 sources per class (reused past 4,000 images)
+    n_val: int = 1000  # images; val digits come from the other 100 sources per class
+    size: int = 96  # canvas side in pixels
+    clutter: int = 4  # fragments of other digits per image
+    scale_min: float = 0.25  # the digit's longer side, as a fraction of the canvas side
+    scale_max: float = 0.6
+
+
+@dataclass
 class DataConfig:
-    name: str = "synthloc"  # synthloc | cub | ilsvrc | wsoleval | places365 | sun397 | indoor67 | scenes
+    # synthloc | cluttered_mnist | cub | ilsvrc | wsoleval | places365 | sun397 | indoor67 | scenes
+    name: str = "synthloc"
     root: str | None = None  # default: data/<name>
     input_size: int = 128  # S: network input; evaluation resizes the whole image to S x S (no crop)
     train_resize: int = 146  # training: resize the short side to this, then random S x S crop (paper: 256 -> 224)
@@ -48,6 +63,7 @@ class DataConfig:
     val_split: str = "val"
     test_split: str | None = None
     synth: SynthConfig = field(default_factory=SynthConfig)
+    digits: DigitsConfig = field(default_factory=DigitsConfig)
     extra: dict[str, Any] = field(default_factory=dict)  # dataset-specific options, documented per dataset
 
 

@@ -9,10 +9,7 @@ default experiment runs the real CUB loading code. See docs/synthloc.md for the 
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +17,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from camexp import cub_writer
 
 SYNTHLOC_VERSION = 1
 METADATA_FILE = "synthloc.json"
@@ -372,15 +371,7 @@ def _metadata(seed: int, n_train: int, n_val: int, size: int, num_classes: int) 
 
 def read_metadata(root: str | Path) -> dict | None:
     """The generation parameters of a complete SynthLoc set at `root`, or None if there is none."""
-    path = Path(root) / METADATA_FILE
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"{path} is not a readable SynthLoc metadata file ({err}); delete {root} and generate it again."
-        ) from err
+    return cub_writer.read_metadata(root, METADATA_FILE, "SynthLoc")
 
 
 def _plan(seed: int, n_train: int, n_val: int, num_classes: int) -> list[tuple[int, int, bool]]:
@@ -391,12 +382,6 @@ def _plan(seed: int, n_train: int, n_val: int, num_classes: int) -> list[tuple[i
     samples = [(int(c), i, True) for i, c in enumerate(train)]
     samples += [(int(c), n_train + i, False) for i, c in enumerate(val)]
     return sorted(samples)
-
-
-def _write_image(path: Path, array: np.ndarray, params: list[int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), array, params):
-        raise OSError(f"could not write {path}; check that the disk is writable and not full.")
 
 
 def generate_synthloc(
@@ -426,34 +411,10 @@ def generate_synthloc(
     if size < 32:
         raise ValueError(f"size={size} is too small to draw objects with heads; use at least 32.")
     wanted = _metadata(seed, n_train, n_val, size, num_classes)
-    if out.exists():
-        found = read_metadata(out)
-        if found == wanted:
-            return out
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        else:
-            what = "a SynthLoc set with other parameters" if found else "files but no complete SynthLoc set"
-            raise FileExistsError(
-                f"{out} already holds {what}. Delete it or pass another output folder to generate SynthLoc "
-                f"(seed={seed}, n_train={n_train}, n_val={n_val}, size={size}, num_classes={num_classes})."
-            )
-
-    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        _write_layout(tmp, wanted, progress)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if read_metadata(out) != wanted:  # not another process finishing the same set first
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    describe = f"seed={seed}, n_train={n_train}, n_val={n_val}, size={size}, num_classes={num_classes}"
+    return cub_writer.generate_atomically(
+        out, wanted, METADATA_FILE, "SynthLoc", lambda root: _write_layout(root, wanted, progress), describe
+    )
 
 
 def _write_layout(root: Path, meta: dict, progress: bool) -> None:
@@ -461,25 +422,9 @@ def _write_layout(root: Path, meta: dict, progress: bool) -> None:
     folders = [f"{c + 1:03d}.{name}" for c, name in enumerate(meta["class_names"])]
     plan = _plan(seed, meta["n_train"], meta["n_val"], num_classes)
     width = max(4, len(str(len(plan))))
-    images, labels, split, boxes = [], [], [], []
+    writer = cub_writer.CUBWriter(root, folders)
     for image_id, (class_id, index, is_train) in enumerate(tqdm(plan, desc="SynthLoc", disable=not progress), 1):
         sample = render_sample(np.random.default_rng([seed, 1, index]), class_id, size, num_classes)
         stem = f"{folders[class_id]}/{meta['class_names'][class_id]}_{image_id:0{width}d}"
-        bgr = np.ascontiguousarray(sample.image[:, :, ::-1])
-        _write_image(root / "images" / f"{stem}.jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        mask = sample.mask.astype(np.uint8) * 255
-        _write_image(root / "segmentations" / f"{stem}.png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-        images.append(f"{image_id} {stem}.jpg")
-        labels.append(f"{image_id} {class_id + 1}")
-        split.append(f"{image_id} {int(is_train)}")
-        boxes.append(f"{image_id} " + " ".join(f"{v:.1f}" for v in sample.box))
-    files = {
-        "classes.txt": [f"{c + 1} {folder}" for c, folder in enumerate(folders)],
-        "images.txt": images,
-        "image_class_labels.txt": labels,
-        "train_test_split.txt": split,
-        "bounding_boxes.txt": boxes,
-    }
-    for name, lines in files.items():
-        (root / name).write_text("\n".join(lines) + "\n")
-    (root / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")  # last: marks complete
+        writer.add(stem, class_id, is_train, sample.image, sample.mask, sample.box)
+    writer.write_tables()  # synthloc.json, which marks the set complete, is written after this returns

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from camexp.data.cub_datamodule import CUBDataModule, SynthLocDataModule
+from camexp.data.cub_datamodule import ClutteredMNISTDataModule, CUBDataModule, SynthLocDataModule
 from camexp.data.datamodule import CAMDataModule
 from camexp.data.ilsvrc import ILSVRCDataModule
 from camexp.data.scenes import (
@@ -20,6 +20,7 @@ from camexp.errors import ConfigError
 __all__ = [
     "CAMDataModule",
     "CUBDataModule",
+    "ClutteredMNISTDataModule",
     "FolderSplitsDataModule",
     "ILSVRCDataModule",
     "Places365DataModule",
@@ -27,7 +28,7 @@ __all__ = [
     "WSOLEvalDataModule",
     "build",
 ]
-DATASETS = ("synthloc", "cub", "ilsvrc", "wsoleval", "places365", "sun397", "indoor67", "scenes")
+DATASETS = ("synthloc", "cub", "ilsvrc", "wsoleval", "places365", "sun397", "indoor67", "scenes", "cluttered_mnist")
 
 
 def _common_kwargs(cfg: DictConfig, seed: int) -> dict:
@@ -57,6 +58,8 @@ def build(data_cfg: DictConfig, root: str, seed: int = 0) -> CAMDataModule:
     extra = OmegaConf.to_container(data_cfg.extra, resolve=True) if data_cfg.get("extra") else {}
     if name == "synthloc":
         return SynthLocDataModule(root, synth=OmegaConf.to_container(data_cfg.synth), **kwargs)
+    if name == "cluttered_mnist":
+        return ClutteredMNISTDataModule(root, digits=OmegaConf.to_container(data_cfg.digits), **kwargs)
     if name == "cub":
         return CUBDataModule(root, **kwargs)
     if name == "ilsvrc":

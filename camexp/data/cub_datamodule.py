@@ -1,4 +1,4 @@
-"""DataModules for CUB-200-2011 and the embedded SynthLoc benchmark (same on-disk layout)."""
+"""DataModules for CUB-200-2011 and the embedded SynthLoc and cluttered MNIST benchmarks (same on-disk layout)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,31 @@ class SynthLocDataModule(CUBDataModule):
             )
         print(f"Generating SynthLoc under {self.root} ({self.synth}) ...", flush=True)
         generate_synthloc(self.root, **self.synth)
+
+
+class ClutteredMNISTDataModule(CUBDataModule):
+    """Cluttered MNIST (camexp/data/digits.py): generated under `root` on first use, and generated again
+    when the set there has other parameters; then read as CUB."""
+
+    def __init__(self, root: str | Path, digits: dict, **kwargs) -> None:
+        super().__init__(root, **kwargs)
+        self.digits = dict(digits)
+
+    def prepare_data(self) -> None:
+        from camexp.data.digits import DIGITS_VERSION, generate_cluttered_mnist, read_metadata
+
+        try:
+            found = read_metadata(self.root)
+        except ValueError as err:
+            raise DatasetError(str(err)) from err
+        current = (
+            found and found.get("version") == DIGITS_VERSION and all(found.get(k) == v for k, v in self.digits.items())
+        )
+        if not current:
+            print(f"Generating cluttered MNIST under {self.root} ({self.digits}) ...", flush=True)
+        try:
+            generate_cluttered_mnist(self.root, **self.digits)
+        except FileExistsError as err:
+            raise DatasetError(f"{err} (data.root={self.root}: point it at an empty or new folder.)") from err
+        except ValueError as err:
+            raise DatasetError(f"Bad data.digits settings: {err}") from err
