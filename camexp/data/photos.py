@@ -21,7 +21,7 @@ def package_dir(name: str) -> Path:
     """The folder of an installed package, found without importing it."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise DatasetError(f"The package {name}, whose sample photos camexp uses, is not installed. {INSTALL_HINT}")
+        raise DatasetError(f"The package {name}, whose data files camexp reads, is not installed. {INSTALL_HINT}")
     return Path(list(spec.submodule_search_locations)[0])
 
 
