@@ -89,7 +89,7 @@ def evaluate_checkpoint(
     cfg = checkpoint_config(ckpt, files, ["eval.heuristic_top5=true", *overrides], "evaluate")
     out = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
     datamodule = evaluation_data(cfg, STAGES[split])
-    model = CAMNet.load_from_checkpoint(str(ckpt), map_location="cpu", pretrained=False, weights_path=None)
+    model = CAMNet.from_checkpoint(ckpt)
     if int(model.hparams.num_classes) != datamodule.num_classes:
         raise CamexpError(
             f"{ckpt} was trained for {model.hparams.num_classes} classes but {cfg.data.name} at "

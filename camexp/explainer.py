@@ -78,30 +78,14 @@ def load_explainer(
 
 
 def _from_checkpoint(path: Path) -> tuple[nn.Module, str, list[str], int, str]:
-    """A CAMNet checkpoint read with weights_only=True: hyperparameters rebuild the network, no pickle runs."""
+    """A CAMNet checkpoint (weights_only=True): its network, class names and how its inputs were prepared."""
     from camexp.faults import check_checkpoint
-    from camexp.models import build_network
+    from camexp.models import CAMNet
 
     path = check_checkpoint(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a pickle payload, a foreign file
-        raise CamexpError(
-            f"Cannot read checkpoint {path} safely (weights_only=True): {str(err).splitlines()[0]}. "
-            f"Give a .ckpt written by `camexp train`."
-        ) from err
-    hp = checkpoint.get("hyper_parameters") or {}
-    if "network" not in hp:
-        raise CamexpError(f"{path} is not a `camexp train` checkpoint (no network name in its hyper_parameters).")
-    names = list(hp.get("class_names") or [str(i) for i in range(hp["num_classes"])])
-    net = build_network(
-        hp["network"], num_classes=hp["num_classes"], pool=hp.get("pool", "avg"), width=hp.get("width", 32),
-        dropout=hp.get("dropout", 0.0), pretrained=False, weights_path=None,
-    )  # fmt: skip
-    state = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
-    size = hp.get("input_size") or _run_config_input_size(path) or 224
-    return net, str(path), names, int(size), hp.get("normalize", "imagenet")
+    model = CAMNet.from_checkpoint(path)
+    size = model.hparams.get("input_size") or _run_config_input_size(path) or 224
+    return model.net, str(path), model.class_names, int(size), model.hparams.get("normalize", "imagenet")
 
 
 def _run_config_input_size(ckpt: Path) -> int | None:

@@ -335,7 +335,7 @@ def validate(
     ckpt = faults.check_checkpoint(ckpt)
     cfg = checkpoint_config(ckpt, files, overrides, "validate")
     datamodule = evaluation_data(cfg, "validate")
-    model = CAMNet.load_from_checkpoint(str(ckpt), map_location="cpu")
+    model = CAMNet.from_checkpoint(ckpt)
     cam_callback = build_cam_callback(cfg, datamodule)
     trainer = evaluation_trainer(cfg, [cam_callback], ckpt.parent.parent / "validate")
     logged = trainer.validate(model, datamodule=datamodule, verbose=False)

@@ -155,3 +155,21 @@ def test_fine_tuned_checkpoint_explains_with_its_run_classes_and_input_size(tiny
         assert {p["class_name"] for p in image["predictions"]} <= class_names
     explainer = load_explainer(ckpt=ckpt, device="cpu")
     assert explainer.input_size == 64 and explainer.class_names == sorted(class_names)
+
+
+class _Payload:
+    """A pickled object: what a booby-trapped checkpoint would carry."""
+
+    def __reduce__(self):
+        return (print, ("payload ran",))
+
+
+def test_checkpoint_with_a_pickle_payload_is_refused_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"network": "synthnet"}, "extra": _Payload()}, bad)
+    image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(image)
+    assert cli.main(["cam", str(image), "--ckpt", str(bad), "--out", str(tmp_path / "o")]) == 2
+    captured = capsys.readouterr()
+    assert "payload ran" not in captured.out + captured.err
+    assert "weights_only=True" in captured.err and str(bad) in captured.err

@@ -7,6 +7,8 @@ computed, so CAMCallback turns them into CAMs without a second forward pass.
 from __future__ import annotations
 
 import math
+import pickle
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from camexp.errors import CamexpError
 from camexp.models.registry import build_network
 
 
@@ -51,6 +54,20 @@ class CAMNet(pl.LightningModule):
         # Evaluation loss = sum over every image of every rank / image count. Lightning's sync_dist mean is
         # wrong when shards differ in size: it averages the integer image counts (21 on 2 ranks -> 10).
         self.eval_loss = nn.ModuleDict({split: MeanMetric().set_dtype(torch.float64) for split in ("val", "test")})
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> CAMNet:
+        """A `camexp train` checkpoint, read with weights_only=True whatever the torch version (no pickle payload
+        runs), its network rebuilt from the hyperparameters without fetching any pretrained weights."""
+        try:
+            return cls.load_from_checkpoint(
+                str(path), map_location=map_location, weights_only=True, pretrained=False, weights_path=None
+            )
+        except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError) as err:
+            raise CamexpError(
+                f"Cannot load checkpoint {path} safely (weights_only=True): {str(err).splitlines()[0]} "
+                f"Give a .ckpt written by `camexp train`."
+            ) from err
 
     @property
     def cam_capable(self) -> bool:
