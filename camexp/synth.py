@@ -178,9 +178,7 @@ def head_distribution(num_classes: int = 10, part_dominance: float = DEFAULT_PAR
     return p
 
 
-def draw_cues(
-    rng: np.random.Generator, class_id: int, num_classes: int, part_dominance: float
-) -> tuple[int, int]:
+def draw_cues(rng: np.random.Generator, class_id: int, num_classes: int, part_dominance: float) -> tuple[int, int]:
     """Version 2: (head_class, colour_family) drawn for one image of `class_id`. The same four draws are
     made at every dial setting, so moving the dial changes the cues of few images, not the whole set."""
     m, q, r = _dial(part_dominance)
