@@ -314,3 +314,14 @@ def test_class_definitions_of_both_versions():
         class_names(21)
     with pytest.raises(ValueError, match="version"):
         class_names(10, version=3)
+
+
+def test_v1_part_experiment_selects_version_1_in_its_own_folder():
+    from camexp import config
+
+    repo = Path(__file__).resolve().parents[1]
+    default = config.load(repo / "experiments" / "synthloc_gap.yaml", [])
+    v1 = config.load([repo / "experiments" / "synthloc_gap.yaml", repo / "experiments" / "synthloc_v1_part.yaml"], [])
+    assert (default.data.synth.version, default.data.synth.part_dominance) == (2, 0.5)
+    assert v1.data.synth.version == 1 and v1.name == "synthloc_v1_part"
+    assert config.data_root(v1) != config.data_root(default)
