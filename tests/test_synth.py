@@ -179,9 +179,11 @@ def test_render_is_deterministic_and_the_dial_changes_only_the_cues():
         a = render_sample(np.random.default_rng([4, 2]), 7, 64, 10, version, dial)
         b = render_sample(np.random.default_rng([4, 2]), 7, 64, 10, version, dial)
         assert a.image.tobytes() == b.image.tobytes() and a.box == b.box
-    # The same draws at every dial setting: geometry does not depend on the dial.
-    boxes = {render_sample(np.random.default_rng([4, i]), i % 10, 64, 10, 2, d).box for i in range(3) for d in (0, 1)}
-    assert len(boxes) == 3
+    # The same draws at every dial setting: only the head's signature (and so its outline) and the body's
+    # colours change, so an object stays where it was, at nearly the same box.
+    for i in range(20):
+        boxes = [render_sample(np.random.default_rng([4, i]), i % 10, 64, 10, 2, d).box for d in (0.0, 1.0)]
+        assert _iou(*boxes) > 0.75
     with pytest.raises(ValueError, match="part_dominance"):
         render_sample(np.random.default_rng(0), 0, 64, 10, 2, 1.5)
 
