@@ -179,7 +179,7 @@ def head_distribution(num_classes: int = 10, part_dominance: float = DEFAULT_PAR
 
 
 def draw_cues(rng: np.random.Generator, class_id: int, num_classes: int, part_dominance: float) -> tuple[int, int]:
-    """Version 2: (head_class, colour_family) drawn for one image of `class_id`. The same four draws are
+    """Version 2: (head_class, colour_family) drawn for one image of `class_id`. The same five draws are
     made at every dial setting, so moving the dial changes the cues of few images, not the whole set."""
     m, q, r = _dial(part_dominance)
     u_pair, u_own, u_family = rng.random(3)
@@ -469,7 +469,10 @@ V2_SCALE_RANGE = (0.3, 0.75)
 V2_SIDE_RANGE = (0.2, 0.85)
 
 
-def _render_v2(rng: np.random.Generator, class_id: int, size: int, num_classes: int, part_dominance: float):
+def _render_v2(
+    rng: np.random.Generator, class_id: int, size: int, num_classes: int, part_dominance: float
+) -> SynthSample:
+    """Version 2: the class's texture in its (drawn) colour family on the body, the drawn head signature."""
     spec = class_spec(class_id, num_classes, 2)
     head_class, family = draw_cues(rng, class_id, num_classes, part_dominance)
     head_spec = class_spec(head_class, num_classes, 2)
