@@ -39,7 +39,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from camexp.synth import generate_synthloc
 
     out = generate_synthloc(
-        args.out, seed=args.seed, n_train=args.n_train, n_val=args.n_val, size=args.size, num_classes=args.num_classes
+        args.out,
+        seed=args.seed,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        size=args.size,
+        num_classes=args.num_classes,
+        version=args.version,
+        part_dominance=args.part_dominance,
     )
     print(f"SynthLoc written to {out}")
     return 0
@@ -142,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-val", type=int, default=500)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--version", type=int, default=2, help="2 (default) or 1 (the head alone identifies the class)")
+    p.add_argument("--part-dominance", type=float, default=0.5, help="version 2 dial: 0 body .. 1 head")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("digits", help="generate the cluttered MNIST benchmark in the CUB-200-2011 layout")

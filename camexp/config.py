@@ -28,6 +28,8 @@ class SynthConfig:
     n_val: int = 500
     size: int = 128
     num_classes: int = 10
+    version: int = 2  # 1: the v1 set, where the head alone identifies the class (experiments/synthloc_v1_part.yaml)
+    part_dominance: float = 0.5  # version 2: 0 = class evidence over the whole body .. 1 = in the head alone
 
 
 @dataclass

@@ -1,10 +1,20 @@
 """SynthLoc: the embedded weakly supervised localization benchmark, generated from a seed.
 
-Each image holds one object: a textured body (the texture is shared by two classes) with a small
-head of a class-specific colour and shape at one end, on a background cluttered with patches and
-strokes in the same palette and textures. Classifying needs the head; localizing needs the body.
-The set is written in the official CUB-200-2011 layout (with exact boxes and masks), so the
-default experiment runs the real CUB loading code. See docs/synthloc.md for the design.
+Each image holds one object, a textured body with a small coloured head at one end, on a background
+cluttered with patches and strokes in the same palettes and textures.
+
+Version 2 (the default) spreads the class evidence over the whole object: a class is the conjunction
+of its body texture (shared by three classes), its body colour family (shared by about a third of the
+classes) and its head. The head is the single most discriminative cue but never sufficient alone: it
+shows the class's own signature or that of one partner class with another texture. The dial
+`part_dominance` (0..1) moves the evidence from the body (0: the head is random) to the head (1: the
+head identifies the class and the colour family is random).
+
+Version 1 (`version=1`, kept byte-identical for the "most discriminative part" experiment): the
+texture is shared by two classes and the head alone identifies the class, so CAMs fire on the head.
+
+The set is written in the official CUB-200-2011 layout (with exact boxes and masks), so the default
+experiment runs the real CUB loading code. See docs/synthloc.md for the design.
 """
 
 from __future__ import annotations
@@ -20,7 +30,9 @@ from tqdm import tqdm
 
 from camexp import cub_writer
 
-SYNTHLOC_VERSION = 1
+SYNTHLOC_VERSION = 2  # the default; 1 is kept byte-identical for the "most discriminative part" experiment
+SUPPORTED_VERSIONS = (1, 2)
+DEFAULT_PART_DOMINANCE = 0.5
 METADATA_FILE = "synthloc.json"
 MAX_CLASSES = 20
 
@@ -64,14 +76,31 @@ BODY_PALETTE = np.array(
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
+# Version 2. Body textures that look the same after a horizontal flip (training flips images, so
+# mirror-image textures such as Dstripe/Astripe would be one texture to the network); classes 3k..3k+2
+# share CLASS_TEXTURES[k]. Dstripe and Astripe still appear in clutter.
+CLASS_TEXTURES = ("Hstripe", "Vstripe", "Checker", "Dotted", "Ringed", "Grid", "Zigzag", "Hatched")
+# Body colour families (four lumas each, dark to light): class c's body is drawn in family c % 3. The
+# background and clutter use all twelve colours, so a colour family alone says nothing outside the body.
+COLOUR_FAMILIES = {
+    "Warm": ((112, 72, 46), (162, 108, 72), (204, 152, 112), (232, 198, 164)),
+    "Cool": ((56, 70, 112), (86, 106, 156), (126, 150, 196), (176, 196, 232)),
+    "Green": ((60, 96, 56), (96, 136, 80), (142, 176, 112), (192, 216, 162)),
+}
+V2_PALETTE = np.array([rgb for family in COLOUR_FAMILIES.values() for rgb in family], dtype=np.float32)
+TEXTURE_GROUP = 3  # classes per body texture (version 2)
+
 
 class ClassSpec(NamedTuple):
-    """What defines a class: its body texture (shared with one other class) and its unique head."""
+    """What defines a class: body texture, head signature (colour + shape) and, in version 2, the body
+    colour family. Version 1: texture shared with one other class, the head unique. Version 2: texture
+    shared by three classes, colour family by about N/3, the head signature shown only part of the time."""
 
     name: str
     texture: str
     head_colour: str
     head_shape: str
+    colour_family: str = ""  # version 2 only
 
 
 class SynthSample(NamedTuple):
@@ -82,6 +111,8 @@ class SynthSample(NamedTuple):
     head_mask: np.ndarray  # size x size, bool (subset of mask)
     clutter_mask: np.ndarray  # size x size, bool: background pixels painted by clutter
     box: tuple[float, float, float, float]
+    head_class: int = -1  # version 2: the class whose head signature is drawn (v1: the class itself)
+    colour_family: int = -1  # version 2: index of the body's colour family as drawn (v1: -1)
 
 
 def _check_num_classes(num_classes: int) -> None:
@@ -89,20 +120,89 @@ def _check_num_classes(num_classes: int) -> None:
         raise ValueError(f"SynthLoc supports 2..{MAX_CLASSES} classes, got num_classes={num_classes}")
 
 
-def class_spec(class_id: int, num_classes: int = 10) -> ClassSpec:
+def _check_version(version: int) -> None:
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"SynthLoc version must be one of {SUPPORTED_VERSIONS}, got version={version}")
+
+
+def class_spec(class_id: int, num_classes: int = 10, version: int = SYNTHLOC_VERSION) -> ClassSpec:
     """The definition of 0-based `class_id` among `num_classes` classes."""
     _check_num_classes(num_classes)
+    _check_version(version)
     if not 0 <= class_id < num_classes:
         raise ValueError(f"class_id {class_id} is outside 0..{num_classes - 1}")
-    texture = TEXTURES[class_id // 2]
     colour = list(HEAD_COLOURS)[class_id % len(HEAD_COLOURS)]
-    shape = HEAD_SHAPES[class_id % len(HEAD_SHAPES)]
-    return ClassSpec(f"{texture}_{colour}_{shape}", texture, colour, shape)
+    if version == 1:
+        texture = TEXTURES[class_id // 2]
+        shape = HEAD_SHAPES[class_id % len(HEAD_SHAPES)]
+        return ClassSpec(f"{texture}_{colour}_{shape}", texture, colour, shape)
+    texture = CLASS_TEXTURES[class_id // TEXTURE_GROUP]
+    family = list(COLOUR_FAMILIES)[class_id % len(COLOUR_FAMILIES)]
+    shape = HEAD_SHAPES[(class_id + class_id // len(HEAD_COLOURS)) % len(HEAD_SHAPES)]  # (colour, shape) unique
+    return ClassSpec(f"{texture}_{family}_{colour}{shape}", texture, colour, shape, family)
 
 
-def class_names(num_classes: int = 10) -> tuple[str, ...]:
+def class_names(num_classes: int = 10, version: int = SYNTHLOC_VERSION) -> tuple[str, ...]:
     """Class names (without the CUB 'NNN.' prefix), index = 0-based class id."""
-    return tuple(class_spec(c, num_classes).name for c in range(num_classes))
+    return tuple(class_spec(c, num_classes, version).name for c in range(num_classes))
+
+
+def head_partner(class_id: int, num_classes: int) -> int:
+    """Version 2: the class whose head signature class `class_id` shares (drawn in another texture group
+    for num_classes >= 6), so the head narrows the class to two and the texture decides between them."""
+    return (class_id + TEXTURE_GROUP) % num_classes
+
+
+def _dial(part_dominance: float) -> tuple[float, float, float]:
+    """(m, q, r) of the dial: with probability m the head shows a pair signature (the class's own with
+    probability q, else its partner's), otherwise a uniformly random one; with probability r the body's
+    colour family is uniformly random instead of the class's."""
+    d = float(part_dominance)
+    return min(1.0, 2.0 * d), max(0.5, d), max(0.0, 2.0 * d - 1.0)
+
+
+def _check_part_dominance(part_dominance: float) -> None:
+    if not 0.0 <= float(part_dominance) <= 1.0:
+        raise ValueError(f"part_dominance must be in [0, 1], got {part_dominance}")
+
+
+def head_distribution(num_classes: int = 10, part_dominance: float = DEFAULT_PART_DOMINANCE) -> np.ndarray:
+    """P(head shows class j's signature | class c) as an N x N matrix (rows: c), version 2."""
+    _check_part_dominance(part_dominance)
+    m, q, _ = _dial(part_dominance)
+    p = np.full((num_classes, num_classes), (1.0 - m) / num_classes)
+    for c in range(num_classes):
+        p[c, c] += m * q
+        p[c, head_partner(c, num_classes)] += m * (1.0 - q)
+    return p
+
+
+def draw_cues(rng: np.random.Generator, class_id: int, num_classes: int, part_dominance: float) -> tuple[int, int]:
+    """Version 2: (head_class, colour_family) drawn for one image of `class_id`. The same five draws are
+    made at every dial setting, so moving the dial changes the cues of few images, not the whole set."""
+    m, q, r = _dial(part_dominance)
+    u_pair, u_own, u_family = rng.random(3)
+    random_head, random_family = rng.integers(num_classes), rng.integers(len(COLOUR_FAMILIES))
+    if u_pair < m:
+        head_class = class_id if u_own < q else head_partner(class_id, num_classes)
+    else:
+        head_class = int(random_head)
+    family = int(random_family) if u_family < r else class_id % len(COLOUR_FAMILIES)
+    return head_class, family
+
+
+def class_information(joint: np.ndarray) -> float:
+    """Fraction of the class entropy a cue carries, 1 - H(class | cue) / H(class), from a joint count or
+    probability table (rows: class, columns: cue value)."""
+    joint = np.asarray(joint, dtype=np.float64)
+    joint = joint / joint.sum()
+    p_class = joint.sum(axis=1)
+    p_cue = joint.sum(axis=0)
+    h_class = -sum(p * math.log2(p) for p in p_class if p > 0)
+    nz = joint > 0
+    cond = joint[nz] / np.broadcast_to(p_cue, joint.shape)[nz]
+    h_given = -float(np.sum(joint[nz] * np.log2(cond)))
+    return 1.0 - h_given / h_class if h_class > 0 else 0.0
 
 
 CLASS_NAMES: tuple[str, ...] = class_names(10)
@@ -154,27 +254,32 @@ def _texture(kind: str, xs: np.ndarray, ys: np.ndarray, period: float, rng: np.r
     return np.clip(0.5 + s, 0.0, 1.0).astype(np.float32)
 
 
-def _palette_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _palette_pair(rng: np.random.Generator, palette: np.ndarray = BODY_PALETTE) -> tuple[np.ndarray, np.ndarray]:
     """Two jittered palette colours with enough contrast for the texture to show."""
-    first = int(rng.integers(len(BODY_PALETTE)))
-    luma = BODY_PALETTE @ _LUMA
+    first = int(rng.integers(len(palette)))
+    luma = palette @ _LUMA
     candidates = np.flatnonzero(np.abs(luma - luma[first]) >= 35.0)
     second = int(rng.choice(candidates))
     jitter = rng.uniform(-12.0, 12.0, size=(2, 3)).astype(np.float32)
-    return BODY_PALETTE[first] + jitter[0], BODY_PALETTE[second] + jitter[1]
+    return palette[first] + jitter[0], palette[second] + jitter[1]
 
 
 def _paint_texture(
-    canvas: np.ndarray, region: np.ndarray, kind: str, centre: tuple[float, float], rng: np.random.Generator
+    canvas: np.ndarray,
+    region: np.ndarray,
+    kind: str,
+    centre: tuple[float, float],
+    rng: np.random.Generator,
+    palette: np.ndarray = BODY_PALETTE,
 ) -> None:
-    """Fill canvas pixels where `region` is set with texture `kind` in two palette colours."""
+    """Fill canvas pixels where `region` is set with texture `kind` in two colours of `palette`."""
     rows, cols = np.nonzero(region)
     if rows.size == 0:
         return
     size = canvas.shape[0]
     period = rng.uniform(5.0, 9.0) * size / 128.0
     t = _texture(kind, cols - centre[0], rows - centre[1], period, rng)[:, None]
-    c0, c1 = _palette_pair(rng)
+    c0, c1 = _palette_pair(rng, palette)
     canvas[rows, cols] = c0 * (1.0 - t) + c1 * t
 
 
@@ -237,8 +342,15 @@ def _fill(size: int, polygons: Sequence[np.ndarray]) -> np.ndarray:
     return mask.astype(bool)
 
 
-def _place_object(rng: np.random.Generator, shape: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Body and head polygons in pixel coordinates; box sides 11-80% of the image, aspect 0.5-2."""
+def _place_object(
+    rng: np.random.Generator,
+    shape: str,
+    size: int,
+    scale_range: tuple[float, float] = (0.16, 0.72),
+    side_range: tuple[float, float] = (0.11, 0.8),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Body and head polygons in pixel coordinates; box sides in `side_range` of the image (v1: 11-80%),
+    aspect 0.5-2."""
     body = _body_polygon(rng)
     head = _head_polygon(body, shape, rng)
     angle = rng.uniform(0.0, 2 * np.pi)
@@ -249,10 +361,10 @@ def _place_object(rng: np.random.Generator, shape: str, size: int) -> tuple[np.n
     raw_w, raw_h = hi - lo
     # Scale = geometric mean of the box sides as a fraction of the image; the aspect follows the shape
     # (with mild stretching), so bodies are not distorted much.
-    scale = rng.uniform(0.16, 0.72)
+    scale = rng.uniform(*scale_range)
     aspect = float(np.clip(raw_w / raw_h * math.exp(rng.uniform(-0.2, 0.2)), 0.5, 2.0))
-    box_w = float(np.clip(scale * math.sqrt(aspect), 0.11, 0.8)) * size - 1
-    box_h = float(np.clip(scale / math.sqrt(aspect), 0.11, 0.8)) * size - 1
+    box_w = float(np.clip(scale * math.sqrt(aspect), *side_range)) * size - 1
+    box_h = float(np.clip(scale / math.sqrt(aspect), *side_range)) * size - 1
     x0 = rng.uniform(0.0, size - 1 - box_w)
     y0 = rng.uniform(0.0, size - 1 - box_h)
     k = np.array([box_w / raw_w, box_h / raw_h])
@@ -264,25 +376,32 @@ def _place_object(rng: np.random.Generator, shape: str, size: int) -> tuple[np.n
 # Rendering
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int, palette: np.ndarray = BODY_PALETTE) -> np.ndarray:
     """Palette-coloured background with a smooth, low-frequency colour variation."""
-    base = BODY_PALETTE[rng.integers(len(BODY_PALETTE))] + rng.uniform(-12, 12, 3)
+    base = palette[rng.integers(len(palette))] + rng.uniform(-12, 12, 3)
     coarse = rng.uniform(-22.0, 22.0, size=(4, 4, 3)).astype(np.float32)
     smooth = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     return (base[None, None, :] + smooth).astype(np.float32)
 
 
 def _clutter(
-    canvas: np.ndarray, obj_box: tuple[int, int, int, int], num_classes: int, rng: np.random.Generator
+    canvas: np.ndarray,
+    obj_box: tuple[int, int, int, int],
+    num_classes: int,
+    rng: np.random.Generator,
+    version: int = 1,
 ) -> np.ndarray:
     """Paint textured patches and strokes (palette colours, textures of any class, no heads) outside the
-    object's box (x0, y0, x1, y1), but for at most 5% of its area in all; return the painted pixels."""
+    object's box (x0, y0, x1, y1), but for at most 5% of its area in all; return the painted pixels.
+    Version 2: any texture, and half of the patches in one (random) body colour family, so a patch can
+    look like a piece of any class's body."""
     size = canvas.shape[0]
     x0, y0, x1, y1 = obj_box
     box_area = (x1 - x0 + 1) * (y1 - y0 + 1)
     inside_total = 0
     painted = np.zeros((size, size), dtype=bool)
-    textures = TEXTURES[: (num_classes + 1) // 2]
+    textures = TEXTURES[: (num_classes + 1) // 2] if version == 1 else TEXTURES
+    palette = BODY_PALETTE if version == 1 else V2_PALETTE
     n_patches, n_strokes = int(rng.integers(2, 6)), int(rng.integers(1, 5))
     for item in range(n_patches + n_strokes):
         for _ in range(8):  # a few tries to find a spot that leaves the object's box (almost) free
@@ -312,20 +431,90 @@ def _clutter(
         else:
             continue
         if item < n_patches:
-            _paint_texture(canvas, region, str(rng.choice(textures)), (float(centre[0]), float(centre[1])), rng)
+            kind = str(rng.choice(textures))
+            patch_palette = palette
+            if version != 1 and rng.random() < 0.5:
+                patch_palette = np.array(list(COLOUR_FAMILIES.values())[rng.integers(len(COLOUR_FAMILIES))], np.float32)
+            _paint_texture(canvas, region, kind, (float(centre[0]), float(centre[1])), rng, patch_palette)
         else:
             if head_coloured:
                 colour = np.array(list(HEAD_COLOURS.values())[rng.integers(len(HEAD_COLOURS))], np.float32)
             else:
-                colour = BODY_PALETTE[rng.integers(len(BODY_PALETTE))]
+                colour = palette[rng.integers(len(palette))]
             canvas[region] = colour
         painted |= region
     return painted
 
 
-def render_sample(rng: np.random.Generator, class_id: int, size: int = 128, num_classes: int = 10) -> SynthSample:
-    """Render one image of 0-based `class_id`. Pure function of the generator state and arguments."""
-    spec = class_spec(class_id, num_classes)
+def render_sample(
+    rng: np.random.Generator,
+    class_id: int,
+    size: int = 128,
+    num_classes: int = 10,
+    version: int = SYNTHLOC_VERSION,
+    part_dominance: float = DEFAULT_PART_DOMINANCE,
+) -> SynthSample:
+    """Render one image of 0-based `class_id`. Pure function of the generator state and arguments
+    (`part_dominance` only matters for version 2)."""
+    _check_version(version)
+    if version == 1:
+        return _render_v1(rng, class_id, size, num_classes)
+    _check_part_dominance(part_dominance)
+    return _render_v2(rng, class_id, size, num_classes, part_dominance)
+
+
+# Version 2 objects are larger (box sides 20-85% of the image): a 16x16 CAM cannot box a 15 px object.
+V2_SCALE_RANGE = (0.3, 0.75)
+V2_SIDE_RANGE = (0.2, 0.85)
+
+
+def _render_v2(
+    rng: np.random.Generator, class_id: int, size: int, num_classes: int, part_dominance: float
+) -> SynthSample:
+    """Version 2: the class's texture in its (drawn) colour family on the body, the drawn head signature."""
+    spec = class_spec(class_id, num_classes, 2)
+    head_class, family = draw_cues(rng, class_id, num_classes, part_dominance)
+    head_spec = class_spec(head_class, num_classes, 2)
+    body_poly, head_poly = _place_object(rng, head_spec.head_shape, size, V2_SCALE_RANGE, V2_SIDE_RANGE)
+    head = _fill(size, [head_poly])
+    mask = _fill(size, [body_poly]) | head
+    rows, cols = np.nonzero(mask)
+    obj_box = (int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max()))
+
+    canvas = _background(rng, size, V2_PALETTE)
+    clutter = _clutter(canvas, obj_box, num_classes, rng, version=2)
+    centre = body_poly.mean(axis=0)
+    body_palette = np.array(list(COLOUR_FAMILIES.values())[family], np.float32)
+    _paint_texture(canvas, mask & ~head, spec.texture, (float(centre[0]), float(centre[1])), rng, body_palette)
+    canvas[head] = np.array(HEAD_COLOURS[head_spec.head_colour], np.float32) + rng.uniform(-12, 12, 3)
+    return _finish(rng, canvas, mask, head, clutter, obj_box, head_class, family)
+
+
+def _finish(
+    rng: np.random.Generator,
+    canvas: np.ndarray,
+    mask: np.ndarray,
+    head: np.ndarray,
+    clutter: np.ndarray,
+    obj_box: tuple[int, int, int, int],
+    head_class: int,
+    family: int,
+) -> SynthSample:
+    """Photometric jitter and sensor noise (so the JPEG is not trivially clean), then the sample."""
+    gain = rng.uniform(0.85, 1.15) * rng.uniform(0.94, 1.06, 3)
+    canvas = canvas * gain + rng.uniform(-10, 10) + rng.normal(0.0, rng.uniform(2.0, 6.0), canvas.shape)
+    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    box = (
+        float(obj_box[0]),
+        float(obj_box[1]),
+        float(obj_box[2] - obj_box[0] + 1),
+        float(obj_box[3] - obj_box[1] + 1),
+    )
+    return SynthSample(image, mask, head, clutter & ~mask, box, head_class, family)
+
+
+def _render_v1(rng: np.random.Generator, class_id: int, size: int, num_classes: int) -> SynthSample:
+    spec = class_spec(class_id, num_classes, 1)
     body_poly, head_poly = _place_object(rng, spec.head_shape, size)
     head = _fill(size, [head_poly])
     mask = _fill(size, [body_poly]) | head
@@ -337,36 +526,39 @@ def render_sample(rng: np.random.Generator, class_id: int, size: int = 128, num_
     centre = body_poly.mean(axis=0)
     _paint_texture(canvas, mask & ~head, spec.texture, (float(centre[0]), float(centre[1])), rng)
     canvas[head] = np.array(HEAD_COLOURS[spec.head_colour], np.float32) + rng.uniform(-12, 12, 3)
-
-    # Photometric jitter and sensor noise, so the JPEG is not trivially clean.
-    gain = rng.uniform(0.85, 1.15) * rng.uniform(0.94, 1.06, 3)
-    canvas = canvas * gain + rng.uniform(-10, 10) + rng.normal(0.0, rng.uniform(2.0, 6.0), canvas.shape)
-    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
-    box = (
-        float(obj_box[0]),
-        float(obj_box[1]),
-        float(obj_box[2] - obj_box[0] + 1),
-        float(obj_box[3] - obj_box[1] + 1),
-    )
-    return SynthSample(image, mask, head, clutter & ~mask, box)
+    return _finish(rng, canvas, mask, head, clutter, obj_box, class_id, -1)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Writing the CUB-200-2011 layout
 
 
-def _metadata(seed: int, n_train: int, n_val: int, size: int, num_classes: int) -> dict:
-    return {
+def expected_metadata(
+    seed: int = 0,
+    n_train: int = 2000,
+    n_val: int = 500,
+    size: int = 128,
+    num_classes: int = 10,
+    version: int = SYNTHLOC_VERSION,
+    part_dominance: float = DEFAULT_PART_DOMINANCE,
+) -> dict:
+    """The synthloc.json content of a complete set made with these arguments. A folder whose
+    synthloc.json differs in any field (another version, dial or size) is regenerated, never read."""
+    _check_version(version)
+    meta = {
         "name": "SynthLoc",
-        "version": SYNTHLOC_VERSION,
+        "version": version,
         "seed": seed,
         "n_train": n_train,
         "n_val": n_val,
         "size": size,
         "num_classes": num_classes,
         "num_images": n_train + n_val,
-        "class_names": list(class_names(num_classes)),
+        "class_names": list(class_names(num_classes, version)),
     }
+    if version >= 2:
+        meta["part_dominance"] = float(part_dominance)
+    return meta
 
 
 def read_metadata(root: str | Path) -> dict | None:
@@ -392,12 +584,16 @@ def generate_synthloc(
     size: int = 128,
     num_classes: int = 10,
     progress: bool = True,
+    version: int = SYNTHLOC_VERSION,
+    part_dominance: float = DEFAULT_PART_DOMINANCE,
 ) -> Path:
     """Write SynthLoc to `out` in the CUB-200-2011 layout and return `out`.
 
     Same arguments give byte-identical files. The set is built in a sibling temporary folder and
     renamed into place, with synthloc.json written last, so an interrupted run never looks complete.
-    If `out` already holds a complete set with the same parameters it is reused as is.
+    If `out` already holds a complete set with the same parameters (synthloc.json, version included) it
+    is reused as is; a complete set made by another version or with other parameters is replaced by a
+    fresh one. A folder with files but no synthloc.json is never touched (FileExistsError).
     """
     out = Path(out)
     _check_num_classes(num_classes)
@@ -410,21 +606,28 @@ def generate_synthloc(
         raise ValueError(f"seed={seed} must be a non-negative integer.")
     if size < 32:
         raise ValueError(f"size={size} is too small to draw objects with heads; use at least 32.")
-    wanted = _metadata(seed, n_train, n_val, size, num_classes)
-    describe = f"seed={seed}, n_train={n_train}, n_val={n_val}, size={size}, num_classes={num_classes}"
-    return cub_writer.generate_atomically(
-        out, wanted, METADATA_FILE, "SynthLoc", lambda root: _write_layout(root, wanted, progress), describe
+    _check_version(version)
+    _check_part_dominance(part_dominance)
+    wanted = expected_metadata(seed, n_train, n_val, size, num_classes, version, part_dominance)
+    describe = (
+        f"version={version}, seed={seed}, n_train={n_train}, n_val={n_val}, size={size}, num_classes={num_classes}"
     )
+    # A complete set made by another version or with other parameters is replaced (after the new one is complete).
+    return cub_writer.generate_atomically(
+        out, wanted, METADATA_FILE, "SynthLoc", lambda root: _write_layout(root, wanted, progress), describe,
+        replace_stale=True,
+    )  # fmt: skip
 
 
 def _write_layout(root: Path, meta: dict, progress: bool) -> None:
     seed, size, num_classes = meta["seed"], meta["size"], meta["num_classes"]
+    version, dial = meta["version"], meta.get("part_dominance", DEFAULT_PART_DOMINANCE)
     folders = [f"{c + 1:03d}.{name}" for c, name in enumerate(meta["class_names"])]
     plan = _plan(seed, meta["n_train"], meta["n_val"], num_classes)
     width = max(4, len(str(len(plan))))
     writer = cub_writer.CUBWriter(root, folders)
     for image_id, (class_id, index, is_train) in enumerate(tqdm(plan, desc="SynthLoc", disable=not progress), 1):
-        sample = render_sample(np.random.default_rng([seed, 1, index]), class_id, size, num_classes)
+        sample = render_sample(np.random.default_rng([seed, 1, index]), class_id, size, num_classes, version, dial)
         stem = f"{folders[class_id]}/{meta['class_names'][class_id]}_{image_id:0{width}d}"
         writer.add(stem, class_id, is_train, sample.image, sample.mask, sample.box)
     writer.write_tables()  # synthloc.json, which marks the set complete, is written after this returns

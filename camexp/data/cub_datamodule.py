@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -37,25 +36,33 @@ class SynthLocDataModule(CUBDataModule):
         self.synth = dict(synth)
 
     def prepare_data(self) -> None:
-        from camexp.synth import generate_synthloc
+        from camexp.synth import expected_metadata, generate_synthloc, read_metadata
 
-        marker = self.root / "synthloc.json"
-        if marker.is_file():
-            found = json.loads(marker.read_text())
-            differing = {k: (found.get(k), v) for k, v in self.synth.items() if found.get(k) != v}
-            if differing:
-                details = ", ".join(f"{k}: on disk {a}, config {b}" for k, (a, b) in differing.items())
-                raise DatasetError(
-                    f"{self.root} holds a SynthLoc set generated with other settings ({details}). "
-                    f"Delete {self.root} to regenerate it, or set data.root to another folder."
-                )
+        try:
+            wanted = expected_metadata(**self.synth)
+        except (TypeError, ValueError) as err:
+            raise DatasetError(f"data.synth has invalid SynthLoc settings ({err}); see docs/synthloc.md.") from err
+        try:
+            found = read_metadata(self.root)
+        except ValueError:
+            found = None  # unreadable synthloc.json: generate_synthloc below refuses to touch the folder
+        if found == wanted:
             return
-        if self.root.exists() and any(self.root.iterdir()):
+        if found is not None and found.get("name") == "SynthLoc":
+            keys = sorted(k for k in set(found) | set(wanted) if k != "class_names")
+            details = ", ".join(
+                f"{k}: on disk {found.get(k)}, config {wanted.get(k)}" for k in keys if found.get(k) != wanted.get(k)
+            )
+            print(
+                f"{self.root} holds a SynthLoc set made with other settings ({details}); regenerating it.", flush=True
+            )
+        elif self.root.exists() and any(self.root.iterdir()):
             raise DatasetError(
-                f"{self.root} exists but is not a complete SynthLoc set (no synthloc.json). "
+                f"{self.root} exists but is not a complete SynthLoc set (no readable synthloc.json). "
                 f"Delete it to regenerate, or set data.root to an empty folder."
             )
-        print(f"Generating SynthLoc under {self.root} ({self.synth}) ...", flush=True)
+        else:
+            print(f"Generating SynthLoc under {self.root} ({self.synth}) ...", flush=True)
         generate_synthloc(self.root, **self.synth)
 
 
