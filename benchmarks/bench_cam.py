@@ -92,7 +92,7 @@ def main() -> None:
     print(f"| overlays alone (draw + write PNG) | {n / drawing:.1f} |")
     verdict = "met" if ratio >= GOAL else "NOT met"
     print(f"camexp cam / bare loop = {ratio:.2f}x (goal >= {GOAL}x: {verdict})")
-    print(f"overlays add {drawing / n * 1e3:.0f} ms per image (drawn at <= 448 px per panel, PNG)")
+    print(f"overlays add {drawing / n * 1e3:.0f} ms per image (drawn at <= 320 px per panel, PNG)")
 
 
 if __name__ == "__main__":
