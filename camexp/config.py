@@ -215,6 +215,7 @@ def load(
         raise _explain(err, "the command-line overrides") from err
     source = " + ".join(map(str, paths)) or "the config"
     _check_choices(cfg, source)
+    _check_ranges(cfg, source, {o.split("=", 1)[0].lstrip("+~") for o in overrides})
     _check_input_normalization(cfg, source)
     OmegaConf.resolve(cfg)
     OmegaConf.set_readonly(cfg, True)
@@ -229,6 +230,63 @@ _CHOICES = {
     "eval.method": ("cam", "backprop"),
     "data.normalize": ("imagenet", "none"),
 }
+
+
+# key: (low, high, low_inclusive, high_inclusive); None = unbounded. Checked at load, before any work.
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "data.input_size": (1, None, True, False),
+    "data.train_resize": (1, None, True, False),
+    "data.batch_size": (1, None, True, False),
+    "data.eval_batch_size": (1, None, True, False),
+    "data.num_workers": (0, None, True, False),
+    "data.synth.n_train": (1, None, True, False),
+    "data.synth.n_val": (1, None, True, False),
+    "data.synth.size": (32, None, True, False),
+    "data.synth.num_classes": (2, None, True, False),
+    "data.synth.part_dominance": (0, 1, True, True),
+    "model.num_classes": (1, None, True, False),
+    "model.width": (1, None, True, False),
+    "model.dropout": (0, 1, True, False),
+    "optim.lr": (0, None, False, False),
+    "optim.momentum": (0, 1, True, False),
+    "optim.weight_decay": (0, None, True, False),
+    "optim.gamma": (0, None, False, False),
+    "optim.step_size": (1, None, True, False),
+    "optim.warmup_steps": (0, None, True, False),
+    "optim.new_layers_lr_mult": (0, None, True, False),
+    "trainer.num_nodes": (1, None, True, False),
+    "trainer.log_every_n_steps": (1, None, True, False),
+    "trainer.check_val_every_n_epoch": (1, None, True, False),
+    "trainer.checkpoint_every_n_steps": (0, None, True, False),
+    "eval.cam_threshold": (0, 1, True, False),
+    "eval.iou_threshold": (0, 1, False, True),
+    "eval.num_overlays": (0, None, True, False),
+    "eval.box_thresholds": (2, None, True, False),
+    "eval.wsoleval_size": (1, None, True, False),
+}
+
+
+def _range_text(low, high, low_in, high_in) -> str:
+    if high is None:
+        return f"{'>=' if low_in else '>'} {low}"
+    return f"{'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+
+
+def _check_ranges(cfg: DictConfig, source: str, overridden: set[str]) -> None:
+    """Out-of-range numbers (a threshold of 1.5, a batch of 0, a negative learning rate) give meaningless runs
+    or crash deep inside: refuse them at load, naming the key and its range."""
+    for key, (low, high, low_in, high_in) in _RANGES.items():
+        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        if value is None or isinstance(value, str):  # unset optional; interpolations are resolved later
+            continue
+        below = value < low if low_in else value <= low
+        above = high is not None and (value > high if high_in else value >= high)
+        if below or above:
+            where = "the command-line overrides" if key in overridden else source
+            raise ConfigError(
+                f"Config key '{key}' in {where} is {value}, outside its range "
+                f"{_range_text(low, high, low_in, high_in)}. Give a value in that range (schema: camexp/config.py)."
+            )
 
 
 def _check_choices(cfg: DictConfig, source: str) -> None:

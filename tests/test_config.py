@@ -64,3 +64,26 @@ def test_cli_prints_one_paragraph_for_a_typo(tmp_path):
     )
     assert proc.returncode == 2
     assert "Unknown config key 'optim.lrr'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("eval.cam_threshold=1.5", "eval.cam_threshold"),
+        ("eval.cam_threshold=-0.5", "eval.cam_threshold"),
+        ("optim.lr=-0.1", "optim.lr"),
+        ("optim.lr=0", "optim.lr"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("data.input_size=0", "data.input_size"),
+        ("eval.iou_threshold=0", "eval.iou_threshold"),
+        ("data.synth.part_dominance=1.5", "data.synth.part_dominance"),
+    ],
+)
+def test_out_of_range_numbers_are_refused_naming_key_and_range(override, key):
+    with pytest.raises(ConfigError, match=rf"'{key}' in the command-line overrides is .*outside its range"):
+        config.load(None, [override])
+
+
+def test_range_edges_that_are_valid_load():
+    cfg = config.load(None, ["eval.cam_threshold=0", "eval.iou_threshold=1", "data.num_workers=0", "optim.lr=1e-6"])
+    assert cfg.eval.cam_threshold == 0 and cfg.eval.iou_threshold == 1
