@@ -47,7 +47,8 @@ def results_table(
     paper = paper_errors(network, pool, method)
     paper_col = PAPER_NAMES.get(paper_key(network, pool, method))
     baselines = baseline_columns(metrics, split)
-    header = "| metric | accuracy % | error % |" + "".join(f" {label} % |" for _, label in baselines)
+    ours = "accuracy %" if not baselines else f"{'CAM' if method == 'cam' else method} accuracy %"
+    header = f"| metric | {ours} | error % |" + "".join(f" {label} % |" for _, label in baselines)
     header += f" paper {paper_col} error % (ILSVRC) |" if paper_col else ""
     lines = [header, "|---|---:|---:|" + "---:|" * len(baselines) + ("---:|" if paper_col else "")]
     for key, label in ROWS:
