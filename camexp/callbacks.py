@@ -36,7 +36,14 @@ from camexp.localization import (
     heuristic_top5_hits,
     paper_boxes_and_sweep,
 )
-from camexp.metrics import CAMLocalizationMetrics, MaxBoxAcc, PxAP, wsoleval_gt_boxes, wsoleval_scoremaps
+from camexp.metrics import (
+    CAMLocalizationMetrics,
+    FixedBoxAcc,
+    MaxBoxAcc,
+    PxAP,
+    wsoleval_gt_boxes,
+    wsoleval_scoremaps,
+)
 from camexp.saliency import gradient_saliency
 
 try:  # Lightning >= 2.1 marks hook overrides; fall back to a no-op decorator
@@ -165,7 +172,7 @@ class CAMCallback(Callback):
         self.protocol, self.box_thresholds, self.wsoleval_size = protocol, box_thresholds, wsoleval_size
         self.wsoleval: dict[str, tuple[MaxBoxAcc, PxAP]] = {}  # per split, made at each epoch start
         # The sanity baselines' wsoleval metrics, per split and baseline (the whole-image box has no PxAP).
-        self.baseline_wsoleval: dict[str, dict[str, tuple[MaxBoxAcc, PxAP | None]]] = {}
+        self.baseline_wsoleval: dict[str, dict[str, tuple[MaxBoxAcc, PxAP | None]]] = {}  # FixedBoxAcc: a MaxBoxAcc
         self._gaussian_scoremap_cache: np.ndarray | None = None
         self.last_box_curves: dict[str, dict[str, Tensor]] = {}  # MaxBoxAcc accuracy-vs-threshold curves
         self._warned_boxes = False
@@ -284,7 +291,7 @@ class CAMCallback(Callback):
         metrics = self.baseline_wsoleval[split]
         scoremap = self._gaussian_scoremap()
         metrics["center_gaussian"][0].update(np.broadcast_to(scoremap, (len(gt), *scoremap.shape)), gt)
-        metrics["whole_image"][0].update_box(W.whole_frame_box(*scoremap.shape), gt)
+        metrics["whole_image"][0].update(W.whole_frame_box(*scoremap.shape), gt)
 
     def _start_wsoleval(self, split: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.protocol != "wsoleval":
@@ -296,7 +303,7 @@ class CAMCallback(Callback):
         device = pl_module.device
         self.baseline_wsoleval[split] = {
             "center_gaussian": (MaxBoxAcc(grid, size=self.wsoleval_size).to(device), PxAP(grid).to(device)),
-            "whole_image": (MaxBoxAcc(grid, size=self.wsoleval_size).to(device), None),
+            "whole_image": (FixedBoxAcc(grid, size=self.wsoleval_size).to(device), None),
         }
 
     def _wsoleval_values(self, split: str) -> dict[str, Tensor]:

@@ -231,11 +231,6 @@ class MaxBoxAcc(Metric):
         self.hits_v2 += torch.from_numpy(hits_v2).to(self.hits_v2.device)
         self.num_images += num_images
 
-    def update_box(self, box: np.ndarray, gt_boxes: Sequence[np.ndarray]) -> None:
-        """Score the same box (inclusive pixels of the eval frame) for every image, at every threshold."""
-        hits_v1, hits_v2 = fixed_box_update(box, gt_boxes, self.grid, self.iou_thresholds)
-        self._add_hits(hits_v1, hits_v2, len(gt_boxes))
-
     def update_raw(self, raw_maps: Tensor | np.ndarray, boxes: Tensor, counts: Tensor, image_sizes: Tensor) -> None:
         """The full protocol from raw maps (N x h x w) and GT boxes in original pixels (N x B x 4,
         counts (N,), image_sizes N x 2 as (width, height))."""
@@ -249,6 +244,16 @@ class MaxBoxAcc(Metric):
         row per V2 IoU threshold (all contours); columns follow ``thresholds``."""
         n = self.num_images.double().clamp_min(1)
         return torch.cat([self.hits_v1[None].double(), self.hits_v2.double()]) / n
+
+
+class FixedBoxAcc(MaxBoxAcc):
+    """``MaxBoxAcc`` of a prediction that is one box for every image at every threshold (the whole-image
+    baseline): the same states, compute and DDP sum; ``update(box, gt_boxes)`` with the box in inclusive
+    pixels of the eval frame (``wsoleval.whole_frame_box``) and GT boxes per image in that frame."""
+
+    def update(self, box: np.ndarray, gt_boxes: Sequence[np.ndarray]) -> None:  # type: ignore[override]
+        hits_v1, hits_v2 = fixed_box_update(box, gt_boxes, self.grid, self.iou_thresholds)
+        self._add_hits(hits_v1, hits_v2, len(gt_boxes))
 
 
 def pxap_update(scoremaps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
