@@ -26,8 +26,24 @@ from camexp import viz
 from camexp import wsoleval as W
 from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS, PerClassLocalization, ThresholdCurve
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
-from camexp.localization import best_iou_per_image, boxes_from_cams, heuristic_top5_hits, paper_boxes_and_sweep
-from camexp.metrics import CAMLocalizationMetrics, MaxBoxAcc, PxAP, wsoleval_gt_boxes, wsoleval_scoremaps
+from camexp.localization import (
+    BASELINES,
+    baseline_best_ious,
+    baseline_prefix,
+    best_iou_per_image,
+    boxes_from_cams,
+    center_gaussian_map,
+    heuristic_top5_hits,
+    paper_boxes_and_sweep,
+)
+from camexp.metrics import (
+    CAMLocalizationMetrics,
+    FixedBoxAcc,
+    MaxBoxAcc,
+    PxAP,
+    wsoleval_gt_boxes,
+    wsoleval_scoremaps,
+)
 from camexp.saliency import gradient_saliency
 
 try:  # Lightning >= 2.1 marks hook overrides; fall back to a no-op decorator
@@ -155,6 +171,9 @@ class CAMCallback(Callback):
             raise ValueError(f"protocol must be 'paper' or 'wsoleval', got {protocol!r}")
         self.protocol, self.box_thresholds, self.wsoleval_size = protocol, box_thresholds, wsoleval_size
         self.wsoleval: dict[str, tuple[MaxBoxAcc, PxAP]] = {}  # per split, made at each epoch start
+        # The sanity baselines' wsoleval metrics, per split and baseline (the whole-image box has no PxAP).
+        self.baseline_wsoleval: dict[str, dict[str, tuple[MaxBoxAcc, PxAP | None]]] = {}  # FixedBoxAcc: a MaxBoxAcc
+        self._gaussian_scoremap_cache: np.ndarray | None = None
         self.last_box_curves: dict[str, dict[str, Tensor]] = {}  # MaxBoxAcc accuracy-vs-threshold curves
         self._warned_boxes = False
         self.method = method
@@ -165,6 +184,10 @@ class CAMCallback(Callback):
         self.num_overlays = num_overlays
         self.iou_threshold = iou_threshold
         self.metrics = {split: CAMLocalizationMetrics(iou_threshold, self.heuristic_top5) for split in ("val", "test")}
+        # The sanity baselines (localization.BASELINES): their boxes with the network's class predictions.
+        self.baseline_metrics = {
+            split: {name: CAMLocalizationMetrics(iou_threshold) for name in BASELINES} for split in ("val", "test")
+        }
         self.skipped = {split: SumMetric() for split in ("val", "test")}
         num_classes = len(self.class_names)
         self.per_class = {split: PerClassLocalization(num_classes, iou_threshold) for split in ("val", "test")}
@@ -212,6 +235,11 @@ class CAMCallback(Callback):
                         self.iou_threshold,
                     )
         metric.update(logits, labels, gt_class_iou, heuristic_hits)
+        baseline_ious = {}
+        if "boxes" in batch:  # one box per baseline and input size, whatever the image: no map per image
+            baseline_ious = baseline_best_ious(*size, self.cam_threshold, batch["boxes"], batch["box_count"])
+        for name, baseline in self.baseline_metrics[split].items():
+            baseline.update(logits, labels, baseline_ious.get(name))
         self.per_class[split].update(logits, labels, gt_class_iou)
         if pred_boxes is not None:
             self.curves[split].update(cams, batch["boxes"], batch["box_count"], hits=curve_hits)
@@ -236,6 +264,7 @@ class CAMCallback(Callback):
                 gt = wsoleval_gt_boxes(batch["boxes"], counts, input_size, size)
             keep = (counts > 0).nonzero().flatten().tolist()
             box_metric.update(scoremaps[keep], [gt[i] for i in keep])
+            self._update_baseline_boxes(split, [gt[i] for i in keep])
         if "mask" in batch:  # 1 foreground, 0 background, 255 ignored (wsoleval's MaskEvaluator)
             masks = batch["mask"].cpu().numpy().astype(np.uint8)
             if "mask_ignore" in batch:
@@ -243,6 +272,26 @@ class CAMCallback(Callback):
             if masks.shape[-2:] != (size, size):
                 masks = np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in masks])
             pixel_metric.update(scoremaps, masks)
+            gaussian_pixels = self.baseline_wsoleval[split]["center_gaussian"][1]
+            if gaussian_pixels is not None:
+                gaussian_pixels.update(np.broadcast_to(self._gaussian_scoremap(), masks.shape), masks)
+
+    def _gaussian_scoremap(self) -> np.ndarray:
+        """The centre-Gaussian baseline's map in the eval frame, through the protocol's preprocessing (once)."""
+        if self._gaussian_scoremap_cache is None:
+            size = self.wsoleval_size
+            self._gaussian_scoremap_cache = wsoleval_scoremaps(center_gaussian_map(size, size)[None], size)[0]
+        return self._gaussian_scoremap_cache
+
+    def _update_baseline_boxes(self, split: str, gt: list[np.ndarray]) -> None:
+        """The baselines' MaxBoxAcc: the centre Gaussian as a score map (the CAM's sweep, image by image: the
+        hits depend on the GT boxes), the whole-image box as the same box at every threshold."""
+        if not gt:
+            return
+        metrics = self.baseline_wsoleval[split]
+        scoremap = self._gaussian_scoremap()
+        metrics["center_gaussian"][0].update(np.broadcast_to(scoremap, (len(gt), *scoremap.shape)), gt)
+        metrics["whole_image"][0].update(W.whole_frame_box(*scoremap.shape), gt)
 
     def _start_wsoleval(self, split: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.protocol != "wsoleval":
@@ -251,6 +300,11 @@ class CAMCallback(Callback):
         grid = self.box_thresholds if fitting else round(1 / W.CAM_CURVE_INTERVAL)
         metrics = (MaxBoxAcc(grid, size=self.wsoleval_size), PxAP(grid))
         self.wsoleval[split] = tuple(m.to(pl_module.device) for m in metrics)
+        device = pl_module.device
+        self.baseline_wsoleval[split] = {
+            "center_gaussian": (MaxBoxAcc(grid, size=self.wsoleval_size).to(device), PxAP(grid).to(device)),
+            "whole_image": (FixedBoxAcc(grid, size=self.wsoleval_size).to(device), None),
+        }
 
     def _wsoleval_values(self, split: str) -> dict[str, Tensor]:
         """The synced wsoleval numbers of this epoch (fractions), and its curves in `last_box_curves`."""
@@ -267,6 +321,17 @@ class CAMCallback(Callback):
         pxap = pixel_metric.compute()
         if not torch.isnan(pxap):
             values[f"{split}/pxap"] = pxap.float()
+        for name, (baseline_boxes, baseline_pixels) in self.baseline_wsoleval.pop(split, {}).items():
+            prefix = baseline_prefix(split, name)
+            boxes = baseline_boxes.compute()  # synced, like the CAM's
+            if not torch.isnan(boxes["maxboxacc"]):
+                # The whole-image box is the same at every threshold: no best threshold to report.
+                keep = {k: v for k, v in boxes.items() if name != "whole_image" or not k.endswith("threshold")}
+                values.update({f"{prefix}/{k}": v.float() for k, v in keep.items()})
+            if baseline_pixels is not None:
+                pxap = baseline_pixels.compute()
+                if not torch.isnan(pxap):
+                    values[f"{prefix}/pxap"] = pxap.float()
         return values
 
     def _collect_tiles(self, batch, logits, cams, pred_boxes, ious) -> None:
@@ -311,6 +376,8 @@ class CAMCallback(Callback):
         """Metric states onto the module's device once per epoch, not per batch (a Module.to each time)."""
         for metric in (self.metrics[split], self.skipped[split], self.per_class[split], self.curves[split]):
             metric.to(device)
+        for metric in self.baseline_metrics[split].values():
+            metric.to(device)
 
     @override
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
@@ -332,6 +399,10 @@ class CAMCallback(Callback):
         values = {f"{split}/{k}": v.float() for k, v in metric.compute().items()}  # synced across ranks
         skipped = self.skipped[split].compute()
         values[f"{split}/skipped_images"] = skipped.float()
+        for name, baseline in self.baseline_metrics[split].items():  # synced; acc_* are the CAM's own
+            prefix = baseline_prefix(split, name)
+            values.update({f"{prefix}/{k}": v.float() for k, v in baseline.compute().items() if k.startswith("loc_")})
+            baseline.reset()
         values.update(self._wsoleval_values(split))  # protocol=wsoleval: maxboxacc, maxboxacc_v2, pxap
         for key, value in values.items():  # already synced: no second reduction
             pl_module.log(key, value, prog_bar=key.endswith(("/acc_top1", "/loc_top1")), sync_dist=False)

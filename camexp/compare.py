@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from camexp.paper import PAPER_NAMES, paper_errors, paper_key
-from camexp.report import read_results
+from camexp.report import BASELINE_NOTE, baseline_columns, read_results
 
 METRICS = (
     ("acc_top1", "classification top-1"),
@@ -32,7 +32,8 @@ def _network(run_dir: Path) -> tuple[str, str]:
 
 
 def compare_runs(run_dirs: list[Path], labels: list[str], split: str = "val") -> str:
-    """Markdown table: one row per metric; per run its accuracy %, error % (100 - acc) and the paper's error %."""
+    """Markdown table: one row per metric; per run its accuracy %, error % (100 - acc), each sanity baseline's
+    accuracy % when the run has them (report.BASELINE_COLUMNS), and the paper's error %."""
     if len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} run directories")
     results = [read_results(d) for d in run_dirs]
@@ -40,17 +41,25 @@ def compare_runs(run_dirs: list[Path], labels: list[str], split: str = "val") ->
     for run_dir in run_dirs:
         network, pool = _network(Path(run_dir))
         papers.append((PAPER_NAMES.get(paper_key(network, pool), ""), paper_errors(network, pool)))
+    baselines = [baseline_columns(r, split) for r in results]
     header = ["metric"]
-    for label, (paper_name, _) in zip(labels, papers, strict=True):
-        header += [f"{label} acc %", f"{label} err %", f"paper {paper_name or label} err % (ILSVRC)"]
+    for label, (paper_name, _), columns in zip(labels, papers, baselines, strict=True):
+        header += [f"{label} acc %", f"{label} err %"]
+        header += [f"{label} {name} %" for _, name in columns]
+        header.append(f"paper {paper_name or label} err % (ILSVRC)")
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for key, name in METRICS:
         values = [r.get(f"{split}/{key}") for r in results]
         if all(v is None for v in values):
             continue
         cells = [name]
-        for value, (_, paper) in zip(values, papers, strict=True):
+        for value, (_, paper), result, columns in zip(values, papers, results, baselines, strict=True):
             cells += ["-", "-"] if value is None else [f"{100 * value:.2f}", f"{100 * (1 - value):.2f}"]
+            for baseline, _ in columns:
+                number = result.get(f"{split}/baseline_{baseline}/{key}")
+                cells.append("-" if number is None else f"{100 * number:.2f}")
             cells.append(f"{paper[key]:.2f}" if key in paper else "-")
         lines.append("| " + " | ".join(cells) + " |")
+    if any(baselines):
+        lines += ["", BASELINE_NOTE]
     return "\n".join(lines)

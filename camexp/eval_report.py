@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from camexp import viz
-from camexp.report import results_table
+from camexp.report import BASELINE_COLUMNS, results_table
 from camexp.wsol_scoring import V1_IOU, WSOLResult
 
 
@@ -26,22 +26,40 @@ def wsoleval_fractions(result: WSOLResult, prefix: str) -> dict[str, float]:
     return out
 
 
-def wsoleval_table(result: WSOLResult) -> str:
-    """Markdown rows: MaxBoxAcc, MaxBoxAccV2 and each of its IoU rows with their best CAM thresholds, PxAP."""
+def wsoleval_table(result: WSOLResult, baselines: dict[str, WSOLResult] | None = None) -> str:
+    """Markdown rows: MaxBoxAcc, MaxBoxAccV2 and each of its IoU rows with their best CAM thresholds, PxAP;
+    plus a column per sanity baseline scored on the same images (`baselines`: name -> its result)."""
     metrics = result.metrics()
-    lines = ["| metric | accuracy % | best CAM threshold |", "|---|---:|---:|"]
+    labels = dict(BASELINE_COLUMNS)
+    columns = [(labels.get(name, name), b.metrics()) for name, b in (baselines or {}).items() if b.num_images]
+    header = "| metric | accuracy % | best CAM threshold |" + "".join(f" {label} % |" for label, _ in columns)
+    lines = [header, "|---|---:|---:|" + "---:|" * len(columns)]
+
+    def cells(pick) -> str:
+        values = [pick(m) for _, m in columns]
+        return "".join(" - |" if v is None else f" {v:.2f} |" for v in values)
+
     if "maxboxacc" in metrics:
         lines.append(
             f"| MaxBoxAcc (IoU {V1_IOU}, largest contour) | {metrics['maxboxacc']:.2f} | "
-            f"{metrics['maxboxacc_threshold']:.3f} |"
+            f"{metrics['maxboxacc_threshold']:.3f} |" + cells(lambda m: m.get("maxboxacc"))
         )
         rule = "all contours" if result.multi_contour else "largest contour"
         ious = "/".join(map(str, result.iou_thresholds))
-        lines.append(f"| MaxBoxAccV2 (mean of IoU {ious}, {rule}) | {metrics['maxboxacc_v2']:.2f} | - |")
+        lines.append(
+            f"| MaxBoxAccV2 (mean of IoU {ious}, {rule}) | {metrics['maxboxacc_v2']:.2f} | - |"
+            + cells(lambda m: m.get("maxboxacc_v2"))
+        )
         for iou, value in metrics["maxboxacc_v2_per_iou"].items():
-            lines.append(f"| &nbsp;&nbsp; IoU {iou} | {value:.2f} | {metrics['maxboxacc_v2_thresholds'][iou]:.3f} |")
+            lines.append(
+                f"| &nbsp;&nbsp; IoU {iou} | {value:.2f} | {metrics['maxboxacc_v2_thresholds'][iou]:.3f} |"
+                + cells(lambda m, iou=iou: m.get("maxboxacc_v2_per_iou", {}).get(iou))
+            )
     if metrics.get("pxap") is not None:
-        lines.append(f"| PxAP ({result.num_mask_images} images with masks) | {metrics['pxap']:.2f} | - |")
+        lines.append(
+            f"| PxAP ({result.num_mask_images} images with masks) | {metrics['pxap']:.2f} | - |"
+            + cells(lambda m: m.get("pxap"))
+        )
     return "\n".join(lines) if len(lines) > 2 else "(no boxes or masks in this split: nothing to score)"
 
 
@@ -124,6 +142,7 @@ def write_report(
     notes: Sequence[str] = (),
     method: str = "cam",
     iou_threshold: float = 0.5,
+    baselines: dict[str, WSOLResult] | None = None,
 ) -> Path:
     """Write report.md, curves.png and extremes.png into `out_dir`; returns the markdown path."""
     out_dir = Path(out_dir)
@@ -146,13 +165,20 @@ def write_report(
         "",
         "## wsoleval protocol (Choe et al., CVPR 2020)",
         "",
-        wsoleval_table(wsol),
+        wsoleval_table(wsol, baselines),
         "",
         "Raw GT-class maps resized bicubically to 224 x 224 (float64), min-max normalized; thresholds "
         f"np.arange(0, 1, {float(wsol.thresholds[1] - wsol.thresholds[0]) if wsol.thresholds.size > 1 else 1:g}); "
         "boxes from OpenCV contours; numbers identical to github.com/clovaai/wsolevaluation on the same maps.",
         "",
     ]
+    if baselines:
+        lines += [
+            "Sanity baselines on the same images: centre-Gaussian = a Gaussian map centred in the 224 x 224 frame "
+            "(sigma = 56 px, a quarter of each side) scored as a score map by the same code; whole image = the box "
+            "(0, 0, 223, 223) at every threshold (no map, so no PxAP).",
+            "",
+        ]
     if curves is not None:
         lines += ["## Accuracy versus CAM threshold", "", f"![accuracy vs threshold]({curves.name})", ""]
     if extremes is not None:

@@ -21,6 +21,7 @@ from camexp import config, faults
 from camexp.errors import CamexpError
 from camexp.eval_report import write_report, wsoleval_fractions
 from camexp.evaluate_maps import write_json
+from camexp.localization import BASELINES, baseline_prefix
 from camexp.models import CAMNet
 from camexp.report import write_results
 from camexp.score_map_callback import ScoreMapCallback
@@ -103,6 +104,7 @@ def evaluate_checkpoint(
 
     metadata = metadata_from_dataset(datamodule.dataset(split))
     scorer = WSOLScorer(cam_curve_interval)
+    baselines = {name: WSOLScorer(cam_curve_interval) for name in BASELINES}  # the sanity baselines, same images
     # The scorer below computes wsoleval exactly in the reference's 224 frame; a CAM callback set to
     # wsoleval in that same frame would only repeat the box sweep (another frame is kept, as *_callback).
     same_frame = cfg.eval.wsoleval_size == RESIZE_LENGTH
@@ -118,6 +120,7 @@ def evaluate_checkpoint(
         maps_dir=out / "maps" if save_maps else None,
         masks_dir=out / "metadata" if save_maps else None,
         num_extremes=num_extremes,
+        baselines=baselines,
     )
     trainer = evaluation_trainer(cfg, [cam_callback, map_callback], out, devices=1)  # maps are gathered in-process
     run = trainer.validate if split == "val" else trainer.test
@@ -125,13 +128,21 @@ def evaluate_checkpoint(
 
     prefix = split
     wsol = scorer.result()
+    baseline_results = {name: b.result() for name, b in baselines.items()}
     results = dict(cam_callback.last_results)
-    for key, value in wsoleval_fractions(wsol, prefix).items():
+    fractions = wsoleval_fractions(wsol, prefix)
+    for name, result in baseline_results.items():
+        fractions.update(wsoleval_fractions(result, baseline_prefix(prefix, name)))
+    for key, value in fractions.items():
         if key in results and results[key] != value:  # a streaming callback metric of another frame
             results[f"{key}_callback"] = results[key]
         results[key] = value
     write_results(out, results)
-    write_json(out / "wsoleval.json", {**wsol.to_json(), "checkpoint": str(ckpt), "split": split})
+    baseline_json = {name: result.metrics() for name, result in baseline_results.items()}
+    write_json(
+        out / "wsoleval.json",
+        {**wsol.to_json(), "checkpoint": str(ckpt), "split": split, "baselines": baseline_json},
+    )
     seen = [metadata.image_ids[p] for p in sorted(set(map_callback.seen))]
     if save_maps:
         write_metadata(out / "metadata", _subset(metadata, seen))
@@ -149,9 +160,9 @@ def evaluate_checkpoint(
     best, worst = map_callback.extreme_tiles()
     report = write_report(
         out, title, results, prefix, cfg.model.name, cfg.model.pool, wsol, best, worst, cfg.eval.cam_threshold, notes,
-        method=cfg.eval.method, iou_threshold=cfg.eval.iou_threshold,
+        method=cfg.eval.method, iou_threshold=cfg.eval.iou_threshold, baselines=baseline_results,
     )
-    _print_summary(title, results, prefix, cfg, wsol, out, report)
+    _print_summary(title, results, prefix, cfg, wsol, out, report, baseline_results)
     return results
 
 
@@ -168,12 +179,16 @@ def _subset(meta: SplitMetadata, ids: list[str]) -> SplitMetadata:
     )
 
 
-def _print_summary(title, results, prefix, cfg, wsol, out: Path, report: Path) -> None:
+def _print_summary(title, results, prefix, cfg, wsol, out: Path, report: Path, baselines=None) -> None:
     from camexp.report import results_table
 
     lines = ["", f"== {title} ==", results_table(results, prefix, cfg.model.name, cfg.model.pool, cfg.eval.method), ""]
     lines.append(f"wsoleval on {wsol.num_images} images:")
     lines += format_metrics(wsol.metrics(), wsol.iou_thresholds, wsol.multi_contour)
+    for name, result in (baselines or {}).items():  # the sanity baselines on the same images
+        same_box = " (the same box at every threshold)" if name == "whole_image" else ""
+        lines.append(f"sanity baseline {name}{same_box}:")
+        lines += format_metrics(result.metrics(), result.iou_thresholds, result.multi_contour)
     lines += [
         "",
         f"report        : {report}",

@@ -6,6 +6,7 @@ x_min = x0 and x_max = x1 + 1, the same convention as a CUB box (x, y, x + w, y 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import cv2
@@ -309,3 +310,57 @@ def heuristic_top5_hits(
         if len(gt) and right_class.any():
             hits[i] = bool((box_iou(boxes[right_class], gt) >= iou_threshold).any())
     return hits
+
+
+# -- sanity baselines: a map and a box that ignore the image ----------------------------------------
+# Printed beside CAM in every table, scored by the same code on the same images, so a reader sees what
+# CAM adds over knowing nothing but "objects sit near the middle" / "the object is somewhere in here".
+# Keys: <split>/baseline_<name>/<metric> (docs/evaluation.md, "Sanity baselines").
+
+BASELINES = ("center_gaussian", "whole_image")
+CENTER_GAUSSIAN_SIGMA = 0.25  # the Gaussian's standard deviation, as a fraction of each side
+
+
+def baseline_prefix(split: str, name: str) -> str:
+    """`val/baseline_center_gaussian`: the key prefix of a baseline's metrics."""
+    return f"{split}/baseline_{name}"
+
+
+def center_gaussian_map(height: int, width: int, sigma_fraction: float = CENTER_GAUSSIAN_SIGMA) -> Tensor:
+    """H x W float32 map exp(-(dx^2 / 2 sx^2 + dy^2 / 2 sy^2)) centred on the image (pixel centres,
+    ((W - 1) / 2, (H - 1) / 2)), sx = sigma_fraction * W, sy = sigma_fraction * H: wsolevaluation's
+    centre-Gaussian baseline (Choe et al.), a score map that ignores the image. Drawn in whatever frame
+    the protocol scores (S x S for the paper rule, 224 x 224 for wsoleval), so no resize changes it."""
+    ys = (torch.arange(height, dtype=torch.float64) - (height - 1) / 2) / (sigma_fraction * height)
+    xs = (torch.arange(width, dtype=torch.float64) - (width - 1) / 2) / (sigma_fraction * width)
+    return torch.exp(-0.5 * (ys[:, None] ** 2 + xs[None, :] ** 2)).float()
+
+
+def whole_image_box(height: int, width: int) -> Tensor:
+    """The box of the whole image, (0, 0, W, H) in continuous xyxy: the other sanity baseline's prediction."""
+    return torch.tensor([0.0, 0.0, float(width), float(height)])
+
+
+def baseline_boxes(height: int, width: int, threshold: float = 0.2) -> dict[str, Tensor]:
+    """Each baseline's (4,) paper-rule box for an H x W input: the centre Gaussian's through
+    ``boxes_from_cams`` at `threshold` (the same rule as a CAM's), and the whole-image box.
+    The same for every image of that size, so computed once per size and threshold."""
+    return {name: box.clone() for name, box in _baseline_boxes(int(height), int(width), float(threshold))}
+
+
+@functools.lru_cache(maxsize=16)
+def _baseline_boxes(height: int, width: int, threshold: float) -> tuple[tuple[str, Tensor], ...]:
+    gaussian = boxes_from_cams(center_gaussian_map(height, width)[None], threshold)[0]
+    return ("center_gaussian", gaussian), ("whole_image", whole_image_box(height, width))
+
+
+def baseline_best_ious(
+    height: int, width: int, threshold: float, gt_boxes: Tensor, gt_counts: Tensor
+) -> dict[str, Tensor]:
+    """Per baseline, each image's best IoU (N,) of the baseline's box with its GT boxes (-1 without boxes):
+    the `gt_class_iou` a baseline gives ``metrics.localization_counts``."""
+    n = len(gt_counts)
+    return {
+        name: best_iou_per_image(box.expand(n, 4), gt_boxes, gt_counts)
+        for name, box in baseline_boxes(height, width, threshold).items()
+    }

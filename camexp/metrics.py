@@ -142,6 +142,23 @@ def maxboxacc_update(
     return hits_v1, hits_v2
 
 
+def fixed_box_update(
+    box: np.ndarray,
+    gt_boxes: Sequence[np.ndarray],
+    thresholds: np.ndarray,
+    iou_thresholds: Sequence[int] = W.IOU_THRESHOLDS_V2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``maxboxacc_update`` for one box predicted for every image at every threshold (the whole-image
+    baseline: ``wsoleval.whole_frame_box``): summed (T,) and (n_iou, T) hits, each row constant."""
+    hits_v1 = np.zeros(len(thresholds), dtype=np.int64)
+    hits_v2 = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
+    for gt in gt_boxes:
+        v1, v2 = W.fixed_box_hits(box, gt, (MAXBOXACC_IOU,), tuple(iou_thresholds), thresholds)
+        hits_v1 += v1[0]
+        hits_v2 += v2
+    return hits_v1, hits_v2
+
+
 def maxboxacc_compute(
     hits_v1: Tensor, hits_v2: Tensor, num_images: Tensor, thresholds: np.ndarray, iou_thresholds: Sequence[int]
 ) -> dict[str, Tensor]:
@@ -207,9 +224,12 @@ class MaxBoxAcc(Metric):
         if isinstance(scoremaps, Tensor):
             scoremaps = scoremaps.detach().cpu().double().numpy()
         hits_v1, hits_v2 = maxboxacc_update(scoremaps, gt_boxes, self.grid, self.iou_thresholds)
+        self._add_hits(hits_v1, hits_v2, len(gt_boxes))
+
+    def _add_hits(self, hits_v1: np.ndarray, hits_v2: np.ndarray, num_images: int) -> None:
         self.hits_v1 += torch.from_numpy(hits_v1).to(self.hits_v1.device)
         self.hits_v2 += torch.from_numpy(hits_v2).to(self.hits_v2.device)
-        self.num_images += len(gt_boxes)
+        self.num_images += num_images
 
     def update_raw(self, raw_maps: Tensor | np.ndarray, boxes: Tensor, counts: Tensor, image_sizes: Tensor) -> None:
         """The full protocol from raw maps (N x h x w) and GT boxes in original pixels (N x B x 4,
@@ -224,6 +244,16 @@ class MaxBoxAcc(Metric):
         row per V2 IoU threshold (all contours); columns follow ``thresholds``."""
         n = self.num_images.double().clamp_min(1)
         return torch.cat([self.hits_v1[None].double(), self.hits_v2.double()]) / n
+
+
+class FixedBoxAcc(MaxBoxAcc):
+    """``MaxBoxAcc`` of a prediction that is one box for every image at every threshold (the whole-image
+    baseline): the same states, compute and DDP sum; ``update(box, gt_boxes)`` with the box in inclusive
+    pixels of the eval frame (``wsoleval.whole_frame_box``) and GT boxes per image in that frame."""
+
+    def update(self, box: np.ndarray, gt_boxes: Sequence[np.ndarray]) -> None:  # type: ignore[override]
+        hits_v1, hits_v2 = fixed_box_update(box, gt_boxes, self.grid, self.iou_thresholds)
+        self._add_hits(hits_v1, hits_v2, len(gt_boxes))
 
 
 def pxap_update(scoremaps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,22 +20,50 @@ ROWS = (
 )
 
 
+# The sanity baselines' columns (camexp.localization.BASELINES; keys <split>/baseline_<name>/<metric>).
+BASELINE_COLUMNS = (("center_gaussian", "centre-Gaussian"), ("whole_image", "whole image"))
+BASELINE_NOTE = (
+    "Sanity baselines, scored by the same code on the same images: centre-Gaussian = a Gaussian map centred "
+    "in the image (sigma = 1/4 of each side) in place of the CAM; whole image = the box (0, 0, W, H) at every "
+    "threshold. Both ignore the image; their top-1/top-5 localization uses the network's own class predictions."
+)
+
+
+def baseline_columns(metrics: dict[str, float], split: str = "val") -> list[tuple[str, str]]:
+    """The (name, label) of each baseline with at least one number for `split` (old runs have none)."""
+    return [
+        (name, label)
+        for name, label in BASELINE_COLUMNS
+        if any(key.startswith(f"{split}/baseline_{name}/") for key in metrics)
+    ]
+
+
 def results_table(
     metrics: dict[str, float], split: str = "val", network: str = "", pool: str = "avg", method: str = "cam"
 ) -> str:
-    """Markdown table of one run's metrics (keys like 'val/acc_top1', fractions in [0, 1])."""
+    """Markdown table of one run's metrics (keys like 'val/acc_top1', fractions in [0, 1]): CAM's accuracy
+    and error, each sanity baseline's accuracy where the run has them, and the paper's error; then, when
+    baselines are shown, a note on what they are."""
     paper = paper_errors(network, pool, method)
     paper_col = PAPER_NAMES.get(paper_key(network, pool, method))
-    header = "| metric | accuracy % | error % |" + (f" paper {paper_col} error % (ILSVRC) |" if paper_col else "")
-    lines = [header, "|---|---:|---:|" + ("---:|" if paper_col else "")]
+    baselines = baseline_columns(metrics, split)
+    ours = "accuracy %" if not baselines else f"{'CAM' if method == 'cam' else method} accuracy %"
+    header = f"| metric | {ours} | error % |" + "".join(f" {label} % |" for _, label in baselines)
+    header += f" paper {paper_col} error % (ILSVRC) |" if paper_col else ""
+    lines = [header, "|---|---:|---:|" + "---:|" * len(baselines) + ("---:|" if paper_col else "")]
     for key, label in ROWS:
         value = metrics.get(f"{split}/{key}")
         if value is None:
             continue
         row = f"| {label} | {100 * value:.2f} | {100 * (1 - value):.2f} |"
+        for name, _ in baselines:
+            baseline = metrics.get(f"{split}/baseline_{name}/{key}")
+            row += " - |" if baseline is None else f" {100 * baseline:.2f} |"
         if paper_col:
             row += f" {paper[key]:.2f} |" if key in paper else " - |"
         lines.append(row)
+    if baselines:
+        lines += ["", BASELINE_NOTE]
     return "\n".join(lines)
 
 

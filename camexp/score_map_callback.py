@@ -20,8 +20,10 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from camexp import viz
+from camexp import wsoleval as W
 from camexp.callbacks import display_name, gt_class_cams, gt_class_maps, paper_boxes
 from camexp.evaluate_maps import gt_boxes_224
+from camexp.localization import center_gaussian_map
 from camexp.score_maps import map_path, save_map
 from camexp.wsol_metadata import SplitMetadata, combine_masks
 from camexp.wsol_scoring import WSOLScorer
@@ -56,9 +58,11 @@ class ScoreMapCallback(Callback):
         maps_dir: str | Path | None = None,
         masks_dir: str | Path | None = None,
         num_extremes: int = 8,
+        baselines: dict[str, WSOLScorer] | None = None,
     ) -> None:
         """metadata: the split's ids in dataset order (position -> image id) and boxes; masks_dir: where mask
-        PNGs go when the batches carry masks (their paths are recorded in `metadata`, relative to it)."""
+        PNGs go when the batches carry masks (their paths are recorded in `metadata`, relative to it);
+        baselines: a scorer per sanity baseline ("center_gaussian", "whole_image"), fed the same images."""
         self.metadata, self.scorer = metadata, scorer
         self.mean, self.std = tuple(mean), tuple(std)
         self.class_names = list(class_names)
@@ -70,6 +74,9 @@ class ScoreMapCallback(Callback):
         self.best: list[ExtremeSample] = []
         self.worst: list[ExtremeSample] = []
         self.ious: dict[int, float] = {}
+        self.baselines = dict(baselines or {})
+        # The centre-Gaussian baseline's raw map, in the scorer's frame (its resize is then the identity).
+        self._gaussian = center_gaussian_map(W.RESIZE_LENGTH, W.RESIZE_LENGTH).numpy()
 
     # -- hooks ---------------------------------------------------------------------------------------
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -99,7 +106,9 @@ class ScoreMapCallback(Callback):
                 ignored = ignore[i].astype(np.uint8) * 255 if ignore is not None else None
                 mask = combine_masks([instance], ignored)
                 self._record_mask(image_id, instance, ignored)
-            self.scorer.add(raw[i], gt_boxes_224(self.metadata, image_id), mask)
+            gt = gt_boxes_224(self.metadata, image_id)
+            self.scorer.add(raw[i], gt, mask)
+            self._add_baselines(gt, mask)
             if self.maps_dir is not None:
                 save_map(self.maps_dir, image_id, raw[i])
             self.seen.append(position)
@@ -107,6 +116,13 @@ class ScoreMapCallback(Callback):
             cams = gt_class_cams(pl_module, outputs, batch, self.method)
             pred, ious = paper_boxes(outputs, batch, cams, self.cam_threshold)
             self._offer_extremes(cams, pred, ious.tolist(), batch, positions, outputs["logits"].argmax(1).tolist())
+
+    def _add_baselines(self, gt: np.ndarray | None, mask: np.ndarray | None) -> None:
+        """The same image for each sanity baseline: the centre Gaussian as its score map, the whole frame's box."""
+        if "center_gaussian" in self.baselines:
+            self.baselines["center_gaussian"].add(self._gaussian, gt, mask)
+        if "whole_image" in self.baselines and gt is not None:
+            self.baselines["whole_image"].add_box(W.whole_frame_box(), gt)
 
     def _record_mask(self, image_id: str, instance: np.ndarray, ignored: np.ndarray | None) -> None:
         """Save the mask PNGs (0/255, the batch's S x S masks) and list them in the metadata."""

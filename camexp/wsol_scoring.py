@@ -126,6 +126,14 @@ class WSOLScorer:
             self.bg_hist += bg
             self.num_mask_images += 1
 
+    def add_box(self, box: np.ndarray, gt_boxes: np.ndarray) -> None:
+        """Score one image whose prediction is the same box at every threshold (the whole-image baseline:
+        ``wsoleval.whole_frame_box()``); box and gt_boxes in the 224 frame, inclusive pixels. No PxAP."""
+        v1, v2 = W.fixed_box_hits(box, np.asarray(gt_boxes), (V1_IOU,), self.iou_thresholds, self.thresholds)
+        self.hits_v1 += v1[0]
+        self.hits_v2 += v2
+        self.num_images += 1
+
     def _box_hits(self, scoremap: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(T,) V1 hits and (n_iou, T) V2-row hits from one contour pass."""
         if self.multi_contour:

@@ -416,6 +416,30 @@ def _hits(best: np.ndarray, iou_thresholds: Sequence[int]) -> np.ndarray:
         return best[None, :] >= limits[:, None]  # NaN (a level skipped as a sure miss) compares False
 
 
+def whole_frame_box(height: int = RESIZE_LENGTH, width: int = RESIZE_LENGTH) -> np.ndarray:
+    """The reference's box around a map whose every pixel is foreground: (0, 0, W - 1, H - 1), its
+    contour box (x, y, min(x + w, W - 1), min(y + h, H - 1)) in inclusive pixels. The whole-image baseline."""
+    return np.array([0, 0, width - 1, height - 1], dtype=np.int64)
+
+
+def fixed_box_hits(
+    box: np.ndarray,
+    gt_boxes: np.ndarray,
+    v1_iou_thresholds: Sequence[int] = (50,),
+    v2_iou_thresholds: Sequence[int] = IOU_THRESHOLDS_V2,
+    thresholds: Sequence[float] | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``box_hits_v1_v2`` for a prediction that is the same box at every CAM threshold (and is both the
+    largest contour and the only one): bool (len(v1), T) and (len(v2), T), each row constant.
+    IoU with the reference's inclusive arithmetic, best over the GT boxes."""
+    gt = _check_gt_boxes(gt_boxes)
+    best = _iou_many(np.asarray(box, dtype=np.int64).reshape(1, 4), gt)  # (1,)
+    size = _as_thresholds(thresholds).size
+    v1 = np.repeat(_hits(best, v1_iou_thresholds), size, axis=1)
+    v2 = np.repeat(_hits(best, v2_iou_thresholds), size, axis=1)
+    return v1.reshape(len(v1_iou_thresholds), size), v2.reshape(len(v2_iou_thresholds), size)
+
+
 def box_hits_per_threshold(
     scoremap: np.ndarray,
     gt_boxes: np.ndarray,

@@ -359,7 +359,9 @@ def test_evaluate_sweeps_the_boxes_once_when_the_run_used_the_wsoleval_protocol(
         out_dir=out, cam_curve_interval=0.01,
     )  # fmt: skip
     reported = json.loads((out / "wsoleval.json").read_text())
-    assert len(sweeps) == reported["num_images"] == 21  # the exact scorer only, not the callback as well
+    # The exact scorers only (CAM's and the centre-Gaussian baseline's), not the callback's as well.
+    assert reported["num_images"] == reported["baselines"]["center_gaussian"]["num_images"] == 21
+    assert len(sweeps) == 2 * 21
     assert results["val/maxboxacc_v2"] == reported["maxboxacc_v2"] / 100
     assert not [key for key in results if key.endswith("_callback")]
     assert "val/loc_gt_known" in results  # the paper protocol still comes from the CAM callback
