@@ -43,3 +43,17 @@ def tiny_overrides(root: Path, save_dir: Path, **extra) -> list[str]:
     }
     overrides.update(extra)
     return [f"{k}={v}" for k, v in overrides.items()]
+
+
+def cub_table(root: Path, name: str) -> dict[int, list[str]]:
+    """A CUB annotation file as {image_id: [fields...]}."""
+    rows = [line.split() for line in (root / name).read_text().splitlines() if line.strip()]
+    return {int(r[0]): r[1:] for r in rows}
+
+
+def tight_box(mask) -> tuple[float, float, float, float]:
+    """CUB's box of a mask: x, y of the first column and row, width = max col - min col + 1."""
+    import numpy as np
+
+    rows, cols = np.nonzero(mask)
+    return (cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)

@@ -26,19 +26,9 @@ from camexp.data.digits import (
     source_pools,
 )
 from camexp.errors import DatasetError
-from tests.conftest import REPO
+from tests.conftest import REPO, cub_table, tight_box
 
 SMALL = dict(seed=3, n_train=30, n_val=20, size=64, clutter=4, progress=False)
-
-
-def _table(root: Path, name: str) -> dict[int, list[str]]:
-    rows = [line.split() for line in (root / name).read_text().splitlines() if line.strip()]
-    return {int(r[0]): r[1:] for r in rows}
-
-
-def _tight_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    rows, cols = np.nonzero(mask)
-    return (cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -72,10 +62,10 @@ def test_cub_layout_is_complete_and_readable_by_the_cub_reader(small_set: Path):
     from camexp.data.cub import read_cub
 
     root = small_set
-    classes = _table(root, "classes.txt")
-    images = _table(root, "images.txt")
-    labels = _table(root, "image_class_labels.txt")
-    split = _table(root, "train_test_split.txt")
+    classes = cub_table(root, "classes.txt")
+    images = cub_table(root, "images.txt")
+    labels = cub_table(root, "image_class_labels.txt")
+    split = cub_table(root, "train_test_split.txt")
     assert [classes[c][0] for c in sorted(classes)] == [f"{c + 1:03d}.digit_{c}" for c in range(10)]
     assert sorted(images) == list(range(1, 51))
     assert Counter(v[0] for v in split.values()) == {"1": 30, "0": 20}
@@ -93,7 +83,7 @@ def test_cub_layout_is_complete_and_readable_by_the_cub_reader(small_set: Path):
     records = read_cub(root)
     assert records.class_names == [f"{c + 1:03d}.{name}" for c, name in enumerate(CLASS_NAMES)]
     assert sorted(set(records.labels[records.split_indices("val")].tolist())) == list(range(10))
-    box_of = _table(root, "bounding_boxes.txt")
+    box_of = cub_table(root, "bounding_boxes.txt")
     for i, image_id in enumerate(records.image_ids):
         x, y, w, h = map(float, box_of[image_id])
         assert records.labels[i] == int(labels[image_id][0]) - 1
@@ -105,10 +95,10 @@ def test_boxes_and_masks_are_the_digits_own_pixels(small_set: Path):
     patch, thresholded, pasted at the recorded place. The mask PNG must equal it, the box must be its tight box,
     the source's label must be the image's class, and the JPEG must be bright where the mask is."""
     digits = load_digits()
-    images = _table(small_set, "images.txt")
-    labels = _table(small_set, "image_class_labels.txt")
-    boxes = _table(small_set, "bounding_boxes.txt")
-    sources = _table(small_set, SOURCES_FILE)
+    images = cub_table(small_set, "images.txt")
+    labels = cub_table(small_set, "image_class_labels.txt")
+    boxes = cub_table(small_set, "bounding_boxes.txt")
+    sources = cub_table(small_set, SOURCES_FILE)
     for image_id, (rel,) in images.items():
         row, x, y, w, h = (int(v) for v in sources[image_id][:5])
         assert digits.labels[row] == int(labels[image_id][0]) - 1
@@ -122,14 +112,14 @@ def test_boxes_and_masks_are_the_digits_own_pixels(small_set: Path):
         mask = cv2.imread(str((small_set / "segmentations" / rel).with_suffix(".png")), cv2.IMREAD_UNCHANGED)
         assert mask.ndim == 2 and set(np.unique(mask)) <= {0, 255}
         np.testing.assert_array_equal(mask == 255, expected)
-        assert tuple(float(v) for v in boxes[image_id]) == _tight_box(expected)
+        assert tuple(float(v) for v in boxes[image_id]) == tight_box(expected)
         grey = cv2.imread(str(small_set / "images" / rel), cv2.IMREAD_GRAYSCALE).astype(int)
         assert grey[expected].mean() > 170 and np.median(grey[~expected]) < 10  # white digit, black canvas
 
 
 def test_train_and_val_draw_on_disjoint_source_digits(small_set: Path):
-    split = _table(small_set, "train_test_split.txt")
-    sources = _table(small_set, SOURCES_FILE)
+    split = cub_table(small_set, "train_test_split.txt")
+    sources = cub_table(small_set, SOURCES_FILE)
     used = {"1": set(), "0": set()}
     for image_id, fields in sources.items():
         target = int(fields[0])
@@ -152,7 +142,7 @@ def test_scale_position_and_clutter():
         x, y, w, h = sample.box
         assert x >= 0 and y >= 0 and x + w <= 96 and y + h <= 96
         sides.append(max(w, h) / 96)
-        assert _tight_box(sample.mask) == sample.box
+        assert tight_box(sample.mask) == sample.box
         assert (sample.clutter_mask & sample.mask).sum() <= MAX_OVERLAP * len(sample.clutter_sources)
         assert len(sample.clutter_sources) >= 4  # most of the 6 fragments find a place
         assert (sample.image[:, :, 0] == sample.image[:, :, 2]).all()  # grey
@@ -175,7 +165,7 @@ def test_reused_when_parameters_match_regenerated_when_they_differ(tmp_path: Pat
 
     generate_cluttered_mnist(out, **{**SMALL, "n_train": 10, "n_val": 10, "clutter": 0})
     assert read_metadata(out)["clutter"] == 0
-    assert all(fields[5] == "-" for fields in _table(out, SOURCES_FILE).values())
+    assert all(fields[5] == "-" for fields in cub_table(out, SOURCES_FILE).values())
 
     meta = json.loads((out / METADATA_FILE).read_text())
     (out / METADATA_FILE).write_text(json.dumps({**meta, "version": 0}))  # a set from an older generator

@@ -30,19 +30,9 @@ from camexp.synth import (
     read_metadata,
     render_sample,
 )
+from tests.conftest import cub_table, tight_box
 
 SMALL = dict(seed=3, n_train=20, n_val=10, size=64, num_classes=10, progress=False)
-
-
-def _table(root: Path, name: str) -> dict[int, list[str]]:
-    """A CUB annotation file as {image_id: [fields...]}."""
-    rows = [line.split() for line in (root / name).read_text().splitlines() if line.strip()]
-    return {int(r[0]): r[1:] for r in rows}
-
-
-def _tight_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    rows, cols = np.nonzero(mask)
-    return (cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
 
 
 def _iou(a, b) -> float:
@@ -59,11 +49,11 @@ def small_set(tmp_path_factory) -> Path:
 
 def test_cub_layout_is_complete_and_consistent(small_set: Path):
     root = small_set
-    classes = _table(root, "classes.txt")
-    images = _table(root, "images.txt")
-    labels = _table(root, "image_class_labels.txt")
-    split = _table(root, "train_test_split.txt")
-    boxes = _table(root, "bounding_boxes.txt")
+    classes = cub_table(root, "classes.txt")
+    images = cub_table(root, "images.txt")
+    labels = cub_table(root, "image_class_labels.txt")
+    split = cub_table(root, "train_test_split.txt")
+    boxes = cub_table(root, "bounding_boxes.txt")
 
     assert sorted(classes) == list(range(1, 11))
     assert [classes[c][0] for c in sorted(classes)] == [f"{c + 1:03d}.{n}" for c, n in enumerate(CLASS_NAMES)]
@@ -87,18 +77,18 @@ def test_cub_layout_is_complete_and_consistent(small_set: Path):
 
 
 def test_boxes_are_the_tight_box_of_the_written_mask(small_set: Path):
-    images = _table(small_set, "images.txt")
-    boxes = _table(small_set, "bounding_boxes.txt")
+    images = cub_table(small_set, "images.txt")
+    boxes = cub_table(small_set, "bounding_boxes.txt")
     for image_id, (rel,) in images.items():
         mask = cv2.imread(str((small_set / "segmentations" / rel).with_suffix(".png")), cv2.IMREAD_UNCHANGED)
         assert mask.ndim == 2 and mask.dtype == np.uint8
         assert set(np.unique(mask)) <= {0, 255}
-        assert tuple(float(v) for v in boxes[image_id]) == _tight_box(mask == 255)
+        assert tuple(float(v) for v in boxes[image_id]) == tight_box(mask == 255)
 
 
 def test_every_class_appears_in_both_splits(small_set: Path):
-    labels = _table(small_set, "image_class_labels.txt")
-    split = _table(small_set, "train_test_split.txt")
+    labels = cub_table(small_set, "image_class_labels.txt")
+    split = cub_table(small_set, "train_test_split.txt")
     train = {labels[i][0] for i in labels if split[i][0] == "1"}
     val = {labels[i][0] for i in labels if split[i][0] == "0"}
     assert train == val == {str(c) for c in range(1, 11)}
@@ -272,10 +262,10 @@ def test_head_is_small_part_of_object_and_its_box_does_not_localize():
     for i in range(60):
         sample = render_sample(np.random.default_rng([11, i]), i % 10, size=128)
         assert not (sample.head_mask & ~sample.mask).any()
-        assert _tight_box(sample.mask) == sample.box
+        assert tight_box(sample.mask) == sample.box
         fraction = sample.head_mask.sum() / sample.mask.sum()
         assert 0.02 < fraction < 0.35
-        head_only_hits += _iou(_tight_box(sample.head_mask), sample.box) >= 0.5
+        head_only_hits += _iou(tight_box(sample.head_mask), sample.box) >= 0.5
     assert head_only_hits <= 3  # a CAM that sees only the head almost never localizes
 
 
