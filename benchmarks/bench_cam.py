@@ -31,7 +31,7 @@ GOAL = 0.9
 
 def bare_loop(explainer, files: list[Path], workers: int) -> float:
     """Seconds for decode + forward of every file, nothing else."""
-    dataset = _ImageFiles(files, explainer.transform, explainer.input_size, keep_pixels=False)
+    dataset = _ImageFiles(files, explainer.transform, keep_pixels=False)
     loader = DataLoader(dataset, batch_size=BATCH, num_workers=workers, collate_fn=list)
     started = time.perf_counter()
     with torch.inference_mode():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,11 +116,12 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
 
 class _ImageFiles(Dataset):
     """Decoded files: the network input, the original size and (for overlays) the original pixels.
-    A file that cannot be decoded comes back as its error message, so one bad file skips, not stops."""
+    A file that cannot be decoded comes back as its error message, so one bad file skips, not stops.
+    Every file is decoded whole (no reduced JPEG decode), so the numbers are the same with or without
+    overlays and for a path or the same image passed as pixels."""
 
-    def __init__(self, files: Sequence[Path], transform, input_size: int, keep_pixels: bool) -> None:
+    def __init__(self, files: Sequence[Path], transform, keep_pixels: bool) -> None:
         self.files, self.transform, self.keep_pixels = list(files), transform, keep_pixels
-        self.min_side = 0 if keep_pixels else 2 * input_size  # overlays need every pixel; else a reduced decode
 
     def __len__(self) -> int:
         return len(self.files)
@@ -127,7 +129,7 @@ class _ImageFiles(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.files[index]
         try:
-            image, size = load_rgb_sized(path, self.min_side)
+            image, size = load_rgb_sized(path)
         except (CorruptImageError, DatasetError) as err:
             return {"path": str(path), "error": str(err)}
         pixels = np.asarray(image) if self.keep_pixels else None
@@ -161,7 +163,7 @@ def iter_explanations(
     from tqdm import tqdm
 
     check_classes(explainer, classes)
-    dataset = _ImageFiles(files, explainer.transform, explainer.input_size, keep_pixels)
+    dataset = _ImageFiles(files, explainer.transform, keep_pixels)
     # collate_fn=list keeps samples apart: their sizes and pixels differ
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(num_workers, len(files)), collate_fn=list)
     with tqdm(total=len(files), desc="camexp cam", unit="img", disable=None if progress else True) as bar:
@@ -247,17 +249,19 @@ def explain(
     explainer = explainer or load_explainer(model, ckpt)
     check_classes(explainer, classes)
     items = list(images) if isinstance(images, (list, tuple)) else [images]
-    records = []
+    records, skipped = [], []
     for item in items:
         if isinstance(item, (str, Path)):
             for e in iter_explanations(explainer, image_files([item]), top_k, classes, threshold, num_workers=0,
-                                       progress=False):  # fmt: skip
+                                       skipped=skipped, progress=False):  # fmt: skip
                 records.append({**e.record, "cams": e.cams})
             continue
         image = _as_pil(item)
         batch = explainer.transform(image)[None]
         record, cams = explain_batch(explainer, batch, [image.size], top_k, classes, threshold)[0]
         records.append({"path": None, **record, "cams": cams})
+    for message in skipped:  # named, not silently dropped: the records hold only the decodable files
+        warnings.warn(f"skipped: {message}", stacklevel=2)
     return records
 
 
@@ -272,7 +276,14 @@ def _as_pil(item: Image.Image | Tensor | np.ndarray) -> Image.Image:
     if array.ndim != 3 or array.shape[-1] not in (1, 3):
         raise CamexpError(f"An image array must be H x W, H x W x 3 or 3 x H x W; got shape {array.shape}.")
     if array.dtype != np.uint8:
-        array = (np.clip(array.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+        array = array.astype(np.float32)
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise CamexpError(
+                f"A float image must hold RGB values in [0, 1]; this one spans [{array.min():g}, {array.max():g}]. "
+                f"Pass uint8 pixels (0..255) as they are, or divide by 255 (a normalized tensor: undo the "
+                f"normalization first)."
+            )
+        array = (array * 255).round().astype(np.uint8)
     return Image.fromarray(np.repeat(array, 3, axis=2) if array.shape[-1] == 1 else array)
 
 

@@ -173,3 +173,15 @@ def test_checkpoint_with_a_pickle_payload_is_refused_in_one_line(tmp_path, capsy
     captured = capsys.readouterr()
     assert "payload ran" not in captured.out + captured.err
     assert "weights_only=True" in captured.err and str(bad) in captured.err
+
+
+def test_api_refuses_float_pixels_outside_0_1_and_names_skipped_files(explainer, tmp_path):
+    with pytest.raises(CamexpError, match=r"float image must hold RGB values in \[0, 1\]"):
+        camexp.explain(torch.rand(3, 32, 32) * 255, explainer=explainer)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    shutil.copy(photo("coffee.png"), folder / "coffee.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        records = camexp.explain(folder, top_k=1, explainer=explainer)
+    assert [r["path"].rsplit("/", 1)[-1] for r in records] == ["coffee.png"]
