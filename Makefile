@@ -19,6 +19,7 @@ help:
 	@echo "make test    # whole test suite (CPU, offline)"
 	@echo "make bench   # speed benchmarks"
 	@echo "make train-efficientnet-lite0   # fine-tune real ImageNet weights (packaged, offline) on SynthLoc"
+	@echo "make train-digits   # SynthNet-GAP on cluttered real MNIST digits"
 	@echo "make lint | make clean"
 
 install: $(STAMP)
