@@ -186,6 +186,7 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
         best,
         checkpoints,
         faults.ExactResume(),  # a resumed run continues the data order and random stream where they were
+        faults.PreemptionCheckpoint(run_dir / "checkpoints"),  # SIGTERM/SIGUSR1: checkpoint, exit 128 + signum
         LearningRateMonitor(logging_interval="step"),
     ]
     if cfg.trainer.checkpoint_every_n_steps > 0:  # a kill mid-epoch loses at most this many steps

@@ -220,3 +220,104 @@ def test_sigkill_mid_epoch_then_resume_last_matches_an_uninterrupted_run(tiny_sy
     ]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+# -- preemption: SIGTERM / SIGUSR1 mid-epoch, checkpoint, non-zero exit, resume=auto, same result ------------
+
+# Like PAUSER, but after the step checkpoint of PAUSE_AT_STEP it waits until the signal the test sends has
+# reached camexp's handler, then lets training go on: the run must stop at the next batch boundary.
+SIGNAL_WAITER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from camexp.cli import main
+    from camexp.faults import PreemptionCheckpoint
+
+    pause_at = int(os.environ["PAUSE_AT_STEP"])
+    original = ModelCheckpoint.on_train_batch_end
+
+    def on_train_batch_end(self, trainer, *args, **kwargs):
+        original(self, trainer, *args, **kwargs)
+        if self._every_n_train_steps and trainer.global_step == pause_at:
+            preemption = next(c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint))
+            print("PAUSED", flush=True)
+            deadline = time.time() + 300
+            while not preemption.received and time.time() < deadline:
+                time.sleep(0.05)
+
+    ModelCheckpoint.on_train_batch_end = on_train_batch_end
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def _preemption_args(tiny_synthloc, logs: Path) -> list[str]:
+    return [
+        str(REPO / "experiments" / "synthloc_gap.yaml"),
+        *tiny_overrides(
+            tiny_synthloc,
+            logs,
+            **{"trainer.max_epochs": 3, "trainer.deterministic": "true", "trainer.checkpoint_every_n_steps": 2},
+        ),
+    ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tiny_synthloc, tmp_path_factory) -> Path:
+    """The run the preempted ones must match: 3 epochs of 3 steps, never interrupted."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    full = _camexp(["train", *_preemption_args(tiny_synthloc, tmp / "logs"), "name=full"], cwd=tmp, timeout=600)
+    assert full.returncode == 0, full.stderr[-3000:]
+    return tmp / "logs" / "full" / "version_0"
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    weights = [torch.load(p, map_location="cpu", weights_only=True)["state_dict"] for p in (a, b)]
+    return weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_preemption_signal_checkpoints_exits_nonzero_and_resume_auto_matches(
+    signum, tiny_synthloc, uninterrupted_run, tmp_path
+):
+    common = _preemption_args(tiny_synthloc, tmp_path / "logs")
+    waiter = tmp_path / "wait_for_signal.py"
+    waiter.write_text(SIGNAL_WAITER)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PAUSE_AT_STEP": "4"}
+    env.pop("CAMEXP_RUN_DIR", None)
+    log_path = tmp_path / "preempted.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(waiter), "train", *common, "name=preempted"],
+            cwd=tmp_path, env=env, stdout=log, stderr=log,
+        )
+        try:
+            deadline = time.time() + 300
+            while "PAUSED" not in log_path.read_text() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            assert "PAUSED" in log_path.read_text(), log_path.read_text()[-3000:]
+            proc.send_signal(signum)  # mid-epoch 1 (steps 4..6), after the step checkpoint of step 4
+            status = proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    output = log_path.read_text()
+    assert status == 128 + signum, output[-3000:]  # not 0: `train && next-step` stops here
+
+    run_dir = tmp_path / "logs" / "preempted" / "version_0"
+    ckpt = run_dir / "checkpoints" / "preempted.ckpt"
+    assert f"preempted by {signal.Signals(signum).name} at step 5" in output and str(ckpt) in output
+    assert "resume=auto" in output
+    assert not (run_dir / "results.json").exists()
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    progress = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert state["global_step"] == 5 and state["epoch"] == 1 and progress["ready"] == 2  # the next batch, mid-epoch
+    assert not list(run_dir.parent.glob("*/checkpoints/.*.tmp"))  # written atomically
+
+    resumed = _camexp(["train", *common, "name=preempted", "resume=auto"], cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Restoring states from the checkpoint path at {ckpt}" in resumed.stdout + resumed.stderr
+    assert _val_metrics(run_dir) == _val_metrics(uninterrupted_run)
+    assert _same_weights(run_dir / "checkpoints" / "last.ckpt", uninterrupted_run / "checkpoints" / "last.ckpt")
