@@ -290,7 +290,10 @@ def test_preemption_signal_checkpoints_exits_nonzero_and_resume_auto_matches(
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, str(waiter), "train", *common, "name=preempted"],
-            cwd=tmp_path, env=env, stdout=log, stderr=log,
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         try:
             deadline = time.time() + 300
