@@ -324,3 +324,75 @@ def test_preemption_signal_checkpoints_exits_nonzero_and_resume_auto_matches(
     assert f"Restoring states from the checkpoint path at {ckpt}" in resumed.stdout + resumed.stderr
     assert _val_metrics(run_dir) == _val_metrics(uninterrupted_run)
     assert _same_weights(run_dir / "checkpoints" / "last.ckpt", uninterrupted_run / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.slow
+def test_preemption_with_two_gloo_processes_stops_every_rank_at_the_same_step(tiny_synthloc, tmp_path):
+    # Only rank 0 (the process the user started) gets SIGTERM; rank 1 (Lightning's worker) learns it from the
+    # per-step all-reduce. batch 8 per rank: 24 images each, 3 steps per epoch, step 5 is mid-epoch 1.
+    extra = {"data.batch_size": 8, "trainer.devices": 2, "trainer.strategy": "ddp", "trainer.accelerator": "cpu"}
+    common = [
+        str(REPO / "experiments" / "synthloc_gap.yaml"),
+        *tiny_overrides(
+            tiny_synthloc,
+            tmp_path / "logs",
+            **{"trainer.max_epochs": 3, "trainer.deterministic": "true", "trainer.checkpoint_every_n_steps": 2},
+            **extra,
+        ),
+    ]
+    full = _camexp(["train", *common, "name=full"], cwd=tmp_path, timeout=600)
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    waiter = tmp_path / "wait_for_signal.py"
+    # rank 0 waits for the signal; every rank reports the step it stopped at and its exit status
+    only_rank0 = "if trainer.is_global_zero and self._every_n_train_steps and"
+    report = textwrap.dedent(
+        """
+        try:
+            code = main(sys.argv[1:])
+        except SystemExit as stop:
+            rank = os.environ.get("LOCAL_RANK", "0")
+            print(f"RANK {rank} STOPPED AT {getattr(stop, 'step', None)} CODE {stop.code}", flush=True)
+            raise
+        sys.exit(code)
+        """
+    )
+    script = SIGNAL_WAITER.replace("if self._every_n_train_steps and", only_rank0)
+    waiter.write_text(script.replace("sys.exit(main(sys.argv[1:]))", report))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PAUSE_AT_STEP": "4"}
+    env.pop("CAMEXP_RUN_DIR", None)
+    log_path = tmp_path / "preempted.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(waiter), "train", *common, "name=preempted"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            deadline = time.time() + 300
+            while "PAUSED" not in log_path.read_text() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            assert "PAUSED" in log_path.read_text(), log_path.read_text()[-3000:]
+            proc.send_signal(signal.SIGTERM)
+            status = proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    deadline = time.time() + 60
+    while "RANK 1 STOPPED" not in log_path.read_text() and time.time() < deadline:
+        time.sleep(0.2)
+    output = log_path.read_text()
+    assert status == 143, output[-3000:]
+    assert "RANK 0 STOPPED AT 5 CODE 143" in output and "RANK 1 STOPPED AT 5 CODE 143" in output, output[-3000:]
+    run_dir = tmp_path / "logs" / "preempted" / "version_0"
+    state = torch.load(run_dir / "checkpoints" / "preempted.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] == 5 and state["epoch"] == 1
+
+    resumed = _camexp(["train", *common, "name=preempted", "resume=auto"], cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    full_dir = tmp_path / "logs" / "full" / "version_0"
+    assert _val_metrics(run_dir) == _val_metrics(full_dir)
+    assert _same_weights(run_dir / "checkpoints" / "last.ckpt", full_dir / "checkpoints" / "last.ckpt")
