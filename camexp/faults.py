@@ -9,6 +9,9 @@ data.num_workers=0; with workers, the rest of the interrupted epoch gets other r
 Checkpoints are written atomically (`AtomicCheckpointIO`: a temporary file beside the target, then
 a rename) and the step checkpoints keep the two newest files, so a kill never leaves only a
 half-written checkpoint. A file damaged some other way (a copy cut short) is detected and named.
+
+On SIGTERM or SIGUSR1 (preemption, Slurm's time-limit warning) `PreemptionCheckpoint` saves a
+resumable checkpoint at the next training batch boundary and exits with 128 + the signal number.
 """
 
 from __future__ import annotations
