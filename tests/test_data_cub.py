@@ -83,3 +83,78 @@ def test_test_image_without_a_valid_box_fails_before_evaluation(tmp_path):
     (root / "bounding_boxes.txt").write_text("\n".join(lines) + "\n")
     with pytest.warns(DegenerateBoxWarning), pytest.raises(DatasetError, match="Bird_1_0001.jpg"):
         _dm(root).setup("validate")
+
+
+# -- index files that disagree, bad bytes, unknown options, evaluation files checked at setup -------------
+def _edit(root, name, index, new_line):
+    lines = (root / name).read_text().splitlines()
+    lines[index] = new_line
+    (root / name).write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    "name, index, new_line, line_no, first_line",
+    [
+        ("images.txt", 1, "1 001.Bird_1/Bird_1_0001.jpg", 2, 1),  # id 1 twice: image 2 would drop out
+        ("image_class_labels.txt", 2, "2 2", 3, 2),  # id 2 relabelled by a second line
+        ("bounding_boxes.txt", 1, "1 4.0 3.0 20.0 15.0", 2, 1),  # the same box of image 1 twice
+    ],
+)
+def test_duplicate_ids_fail_at_setup_naming_both_lines(tmp_path, name, index, new_line, line_no, first_line):
+    root = write_cub(tmp_path / "cub", num_classes=2, per_class=2, masks=False)
+    _edit(root, name, index, new_line)
+    with pytest.raises(DatasetError) as err:
+        _dm(root).setup("fit")
+    message = str(err.value)
+    assert name in message and "duplicate" in message
+    assert f"line {line_no}" in message and f"line {first_line}" in message
+
+
+def test_split_flag_other_than_0_or_1_fails_naming_file_and_line(tmp_path):
+    root = write_cub(tmp_path / "cub", num_classes=2, per_class=2, masks=False)
+    _edit(root, "train_test_split.txt", 2, "3 2")  # image 3 would silently become a test image
+    with pytest.raises(DatasetError, match=r"Malformed line 3 in .*train_test_split.txt.*1 \(train\) or 0 \(test\)"):
+        _dm(root).setup("fit")
+
+
+@pytest.mark.parametrize("name", ["image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt"])
+def test_ids_missing_from_images_txt_fail_naming_the_file(tmp_path, name):
+    root = write_cub(tmp_path / "cub", num_classes=2, per_class=2, masks=False)
+    lines = (root / "images.txt").read_text().splitlines()
+    (root / "images.txt").write_text("\n".join(lines[:-1]) + "\n")  # image 4 listed everywhere else
+    with pytest.raises(DatasetError) as err:
+        _dm(root).setup("fit")
+    assert name in str(err.value) and "id 4 (line 4)" in str(err.value)
+
+
+def test_non_utf8_bytes_name_the_file_and_line(tmp_path):
+    root = write_cub(tmp_path / "cub", num_classes=2, per_class=2, masks=False)
+    data = (root / "classes.txt").read_bytes().replace(b"2 002.Bird_2", b"2 002.B\xffird_2")
+    (root / "classes.txt").write_bytes(data)
+    with pytest.raises(DatasetError, match=r"classes.txt line 2 is not UTF-8"):
+        _dm(root).setup("fit")
+
+
+@pytest.mark.parametrize("name", ["cub", "synthloc", "cluttered_mnist"])
+def test_unknown_data_extra_key_is_refused(tmp_path, name):
+    from camexp import config
+    from camexp.data import build
+    from camexp.errors import ConfigError
+
+    cfg = config.load(None, [f"data.name={name}", "data.extra.val_dirr=x"])
+    with pytest.raises(ConfigError, match=rf"Unknown data.extra option\(s\) for {name}: \['val_dirr'\]. Known: none"):
+        build(cfg.data, str(tmp_path / "nothing_here"))
+
+
+def test_missing_validation_image_fails_at_setup(tmp_path):
+    root = write_cub(tmp_path / "cub", num_classes=2, per_class=2, masks=False)
+    (root / "images" / "002.Bird_2" / "Bird_2_0001.jpg").unlink()  # image 4, a test image
+    with pytest.raises(DatasetError, match=r"Missing val image .*Bird_2_0001.jpg.*image id 4"):
+        _dm(root).setup("fit")  # fit builds the validation split too: before the first training epoch
+
+
+def test_box_wholly_outside_its_image_fails_at_setup(tmp_path):
+    root = write_cub(tmp_path / "cub", num_classes=2, per_class=2, size=(40, 30), masks=False)
+    _edit(root, "bounding_boxes.txt", 3, "4 45.0 3.0 20.0 15.0")  # x from 45 on a 40 px wide image
+    with pytest.raises(DatasetError, match=r"bounding_boxes.txt line 4.*image id 4.*wholly outside its 40x30"):
+        _dm(root).setup("validate")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from camexp.data.cub_datamodule import ClutteredMNISTDataModule, CUBDataModule, SynthLocDataModule
-from camexp.data.datamodule import CAMDataModule
+from camexp.data.datamodule import CAMDataModule, check_extra_options
 from camexp.data.ilsvrc import ILSVRCDataModule
 from camexp.data.scenes import (
     FolderSplitsDataModule,
@@ -56,6 +56,8 @@ def build(data_cfg: DictConfig, root: str, seed: int = 0) -> CAMDataModule:
     kwargs = _common_kwargs(data_cfg, seed)
     name = data_cfg.name
     extra = OmegaConf.to_container(data_cfg.extra, resolve=True) if data_cfg.get("extra") else {}
+    if name in ("synthloc", "cluttered_mnist", "cub"):
+        check_extra_options(name, extra, ())  # a typo in data.extra must not be silently ignored
     if name == "synthloc":
         return SynthLocDataModule(root, synth=OmegaConf.to_container(data_cfg.synth), **kwargs)
     if name == "cluttered_mnist":

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from camexp.data.boxes import BoxReport
 from camexp.data.image_list import ImageList, ImageListDataset
 from camexp.data.images import load_mask
+from camexp.data.textfiles import line_error, read_lines
 from camexp.data.transforms import resize_mask
 from camexp.errors import DatasetError
 
@@ -43,6 +45,7 @@ class CUBRecords:
     boxes: list[np.ndarray]  # per image, K x 4 xyxy in original pixels (degenerate boxes dropped)
     class_names: list[str]
     box_sources: list[str]  # per image: "bounding_boxes.txt:<line>" of its first box, for messages
+    box_lines: list[list[int]] | None = None  # per image: the bounding_boxes.txt line of each kept box
 
     def split_indices(self, split: str) -> np.ndarray:
         """'train' -> official train images; 'val' / 'test' -> official test images."""
@@ -53,23 +56,41 @@ class CUBRecords:
         raise DatasetError(f"Unknown CUB split {split!r}; use train, val or test (val and test are CUB's test set).")
 
 
-def _read_table(path: Path, columns: int, parse, numbered: bool = False) -> list[tuple]:
-    """Rows parsed by `parse`; with numbered=True each row is (line number, parsed row)."""
-    if not path.is_file():
-        raise DatasetError(f"Missing {path}. {LAYOUT_HELP}")
+def _read_table(path: Path, columns: int, parse) -> list[tuple[int, tuple]]:
+    """(line number, parsed row) for every non-blank line, read with the project's text reader
+    (camexp.textfiles), so a missing file, non-UTF-8 bytes or a malformed line names the file and line."""
     rows = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
+    for line_no, line in read_lines(path, LAYOUT_HELP, what="CUB index file"):
         parts = line.split(maxsplit=columns - 1)
         try:
             if len(parts) != columns:
                 raise ValueError(f"expected {columns} fields, found {len(parts)}")
             row = parse(parts)
         except ValueError as err:
-            raise DatasetError(f"Malformed line {line_no} in {path}: {line!r} ({err}). {LAYOUT_HELP}") from err
-        rows.append((line_no, row) if numbered else row)
+            raise line_error(path, line_no, line, str(err), LAYOUT_HELP) from err
+        rows.append((line_no, row))
     return rows
+
+
+def _by_id(path: Path, rows: list[tuple[int, tuple]]) -> tuple[dict[int, Any], dict[int, int]]:
+    """{id: value} and {id: line} of a one-row-per-id table; a repeated id is an error naming both lines."""
+    values: dict[int, Any] = {}
+    lines: dict[int, int] = {}
+    for line_no, (key, value) in rows:
+        if key in lines:
+            raise DatasetError(
+                f"{path} line {line_no} repeats id {key} (first at line {lines[key]}): every id must appear once, "
+                f"otherwise one entry silently replaces the other. Remove or renumber the duplicate. {LAYOUT_HELP}"
+            )
+        values[key], lines[key] = value, line_no
+    return values, lines
+
+
+def _parse_split_flag(parts: list[str]) -> tuple[int, int]:
+    flag = int(parts[1])
+    if flag not in (0, 1):
+        raise ValueError(f"the split flag must be 1 (train) or 0 (test), not {flag}")
+    return int(parts[0]), flag
 
 
 def _parse_box(parts: list[str]) -> tuple[int, float, float, float, float]:
@@ -79,36 +100,64 @@ def _parse_box(parts: list[str]) -> tuple[int, float, float, float, float]:
     return image_id, x, y, w, h
 
 
+def _unknown_ids(path: Path, lines: dict[int, int], known: dict[int, Any]) -> None:
+    """Fail when `path` lists image ids that images.txt does not (a shifted or truncated index file)."""
+    extra = sorted((line, i) for i, line in lines.items() if i not in known)
+    if extra:
+        shown = ", ".join(f"id {i} (line {line})" for line, i in extra[:5])
+        more = f" and {len(extra) - 5} more" if len(extra) > 5 else ""
+        raise DatasetError(
+            f"{path} lists image ids that images.txt does not: {shown}{more}. The index files must describe "
+            f"the same images; fix the ids or add the images to images.txt. {LAYOUT_HELP}"
+        )
+
+
 def read_cub(root: str | Path) -> CUBRecords:
     """Parse the index files; every failure names the file and line."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"Dataset folder not found: {root}. {LAYOUT_HELP}")
-    images = dict(_read_table(root / "images.txt", 2, lambda p: (int(p[0]), p[1].strip())))
-    labels = dict(_read_table(root / "image_class_labels.txt", 2, lambda p: (int(p[0]), int(p[1]))))
-    split = dict(_read_table(root / "train_test_split.txt", 2, lambda p: (int(p[0]), int(p[1]))))
+    images, _ = _by_id(root / "images.txt", _read_table(root / "images.txt", 2, lambda p: (int(p[0]), p[1].strip())))
+    label_file, split_file = root / "image_class_labels.txt", root / "train_test_split.txt"
+    labels, label_lines = _by_id(label_file, _read_table(label_file, 2, lambda p: (int(p[0]), int(p[1]))))
+    split, split_lines = _by_id(split_file, _read_table(split_file, 2, _parse_split_flag))
     box_file = root / "bounding_boxes.txt"
-    box_rows = _read_table(box_file, 5, _parse_box, numbered=True)
-    classes = _read_table(root / "classes.txt", 2, lambda p: (int(p[0]), p[1].strip()))
+    box_rows = _read_table(box_file, 5, _parse_box)
+    classes = [row for _, row in _read_table(root / "classes.txt", 2, lambda p: (int(p[0]), p[1].strip()))]
 
     # Zero / negative width or height: dropped with one warning naming the lines (data/boxes.py policy).
+    # Several different boxes for one image are kept (several objects); the same box twice is a duplicate.
     report = BoxReport(str(box_file))
     boxes: dict[int, list[list[float]]] = {}
-    box_line: dict[int, int] = {}
+    box_lines: dict[int, list[int]] = {}
+    first_line: dict[int, int] = {}
+    seen: dict[tuple, int] = {}
     for line_no, (image_id, x, y, w, h) in box_rows:
-        box_line.setdefault(image_id, line_no)
+        if (image_id, x, y, w, h) in seen:
+            raise DatasetError(
+                f"{box_file} line {line_no} repeats line {seen[image_id, x, y, w, h]} (image id {image_id}, "
+                f"same box): remove the duplicate line. {LAYOUT_HELP}"
+            )
+        seen[image_id, x, y, w, h] = line_no
+        first_line.setdefault(image_id, line_no)
         if report.keep([x, y, x + w, y + h], f"line {line_no}"):
             boxes.setdefault(image_id, []).append([x, y, x + w, y + h])
+            box_lines.setdefault(image_id, []).append(line_no)
     report.warn()
     class_ids = [c for c, _ in classes]
     if class_ids != list(range(1, len(class_ids) + 1)):
         raise DatasetError(f"{root / 'classes.txt'}: class ids must be 1..{len(class_ids)} in order. {LAYOUT_HELP}")
 
     ids = sorted(images)
-    for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", split)):
+    for path, table in ((label_file, labels), (split_file, split)):
         missing = [i for i in ids if i not in table]
         if missing:
-            raise DatasetError(f"{root / name} has no entry for image ids {missing[:5]} listed in images.txt.")
+            raise DatasetError(
+                f"{path} has no entry for image ids {missing[:5]} listed in images.txt; add one line per image. "
+                f"{LAYOUT_HELP}"
+            )
+    for path, lines in ((label_file, label_lines), (split_file, split_lines), (box_file, first_line)):
+        _unknown_ids(path, lines, images)
     bad_labels = [i for i in ids if not 1 <= labels[i] <= len(class_ids)]
     if bad_labels:
         raise DatasetError(
@@ -122,8 +171,43 @@ def read_cub(root: str | Path) -> CUBRecords:
         is_train=np.array([split[i] == 1 for i in ids]),
         boxes=[np.array(boxes.get(i, []), dtype=np.float32).reshape(-1, 4) for i in ids],
         class_names=[name for _, name in classes],
-        box_sources=[f"{box_file}:{box_line[i]}" if i in box_line else str(box_file) for i in ids],
+        box_sources=[f"{box_file}:{first_line[i]}" if i in first_line else str(box_file) for i in ids],
+        box_lines=[box_lines.get(i, []) for i in ids],
     )
+
+
+def check_evaluation_files(records: CUBRecords, indices: np.ndarray, split: str) -> None:
+    """At setup, before any training: every evaluation image exists (a stat), and no box lies wholly outside
+    its image (size from the image header, no decode; an unreadable header is left to the loader)."""
+    images_dir = records.root / "images"
+    box_file = records.root / "bounding_boxes.txt"
+    for i in indices:
+        i = int(i)
+        path = images_dir / records.paths[i]
+        if not path.is_file():
+            raise DatasetError(
+                f"Missing {split} image {path} (images.txt lists image id {records.image_ids[i]}). Restore the "
+                f"file, or remove the image from images.txt and the other index files. {LAYOUT_HELP}"
+            )
+        boxes = records.boxes[i]
+        if len(boxes) == 0:
+            continue
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # corrupt header: the loader reports it (or skips it with data.skip_corrupt)
+        outside = (boxes[:, 0] >= width) | (boxes[:, 1] >= height) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
+        if outside.any():
+            k = int(np.flatnonzero(outside)[0])
+            x1, y1, x2, y2 = (float(v) for v in boxes[k])
+            line = records.box_lines[i][k] if records.box_lines else None
+            where = f"{box_file} line {line}" if line else str(box_file)
+            raise DatasetError(
+                f"{where}: the box of image id {records.image_ids[i]} (x {x1:g} y {y1:g} w {x2 - x1:g} "
+                f"h {y2 - y1:g}) lies wholly outside its {width}x{height} image {path}. Fix the box (x y width "
+                f"height, in pixels of that image) or the image. {LAYOUT_HELP}"
+            )
 
 
 def segmentation_dir(root: Path) -> Path | None:
@@ -160,6 +244,7 @@ class CUBDataset(ImageListDataset):
         )
         if evaluation:
             images.require_boxes(split)
+            check_evaluation_files(records, indices, split)
         super().__init__(images, transform, evaluation, input_size, min_side, skip_corrupt)
         self.records = records
         self.indices = indices

@@ -7,6 +7,8 @@ sees the same data order); evaluation loaders use ShardSampler (no padding: exac
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -15,7 +17,17 @@ from camexp.data.collate import collate_samples
 from camexp.data.resumable import ResumableDataLoader, ResumableDistributedSampler
 from camexp.data.samplers import ShardSampler
 from camexp.data.transforms import eval_transform, normalization, train_transform
-from camexp.errors import DatasetError
+from camexp.errors import ConfigError, DatasetError
+
+
+def check_extra_options(name: str, extra: dict[str, Any] | None, known: tuple[str, ...]) -> dict[str, Any]:
+    """data.extra for dataset `name`, after refusing keys it does not know (a typo would be ignored)."""
+    extra = dict(extra or {})
+    unknown = sorted(set(extra) - set(known))
+    if unknown:
+        listed = ", ".join(known) if known else f"none ({name} takes no data.extra options; remove data.extra)"
+        raise ConfigError(f"Unknown data.extra option(s) for {name}: {unknown}. Known: {listed}.")
+    return extra
 
 
 class CAMDataModule(pl.LightningDataModule):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from camexp.data.datamodule import check_extra_options
 from camexp.data.folders import class_folders, images_under, is_image_file, scan_class_folders
 from camexp.data.ilsvrc_val import ValAnnotation, read_loc_csv, read_voc_dir
 from camexp.data.image_list import ImageList, ImageListDataModule
@@ -48,10 +49,7 @@ class ILSVRCLayout:
 
 def resolve_layout(root: str | Path, extra: dict[str, Any] | None = None) -> ILSVRCLayout:
     """Where each part lives: data.extra overrides, else the plain layout, else Kaggle's."""
-    root, extra = Path(root), dict(extra or {})
-    unknown = sorted(set(extra) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"Unknown data.extra option(s) for ilsvrc: {unknown}. Known: {', '.join(OPTIONS)}.")
+    root, extra = Path(root), check_extra_options("ilsvrc", extra, OPTIONS)
     kind = extra.get("val_annotations", "auto")
     if kind not in ANNOTATION_KINDS:
         raise ConfigError(f"data.extra.val_annotations={kind!r}; allowed: {', '.join(ANNOTATION_KINDS)}.")

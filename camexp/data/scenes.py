@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from camexp.data.datamodule import check_extra_options
 from camexp.data.folders import check_class_folders_nonempty
 from camexp.data.image_list import ImageList, ImageListDataModule
 from camexp.data.textfiles import line_error, read_lines
@@ -34,14 +35,6 @@ FOLDER_HELP = (
     "Expected a folder-per-class set with split files listing '<class folder>/<file>' per line "
     "(SUN397 Partitions/Training_01.txt, MIT Indoor67 TrainImages.txt); see docs/datasets.md."
 )
-
-
-def _check_options(name: str, extra: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
-    extra = dict(extra or {})
-    unknown = sorted(set(extra) - set(known))
-    if unknown:
-        raise ConfigError(f"Unknown data.extra option(s) for {name}: {unknown}. Known: {', '.join(known)}.")
-    return extra
 
 
 def _first_dir(root: Path, candidates: tuple[str, ...], what: str, key: str, help_text: str) -> Path:
@@ -66,7 +59,7 @@ class Places365DataModule(ScenesDataModule):
     def __init__(self, root: str | Path, extra: dict[str, Any] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)
-        self.extra = _check_options("places365", extra or {}, self.OPTIONS)
+        self.extra = check_extra_options("places365", extra or {}, self.OPTIONS)
 
     def _file(self, key: str, default: str) -> Path:
         return self.root / self.extra.get(key, default)
@@ -193,7 +186,7 @@ class FolderSplitsDataModule(ScenesDataModule):
 def sun397_splits(root: str | Path, extra: dict[str, Any] | None = None) -> FolderSplits:
     """SUN397: partition k (1..10, data.extra.partition) of the official Partitions/ files."""
     root = Path(root)
-    extra = _check_options("sun397", extra or {}, ("partition", "partitions_dir", "image_dir", "class_file"))
+    extra = check_extra_options("sun397", extra or {}, ("partition", "partitions_dir", "image_dir", "class_file"))
     k = int(extra.get("partition", 1))
     if not 1 <= k <= 10:
         raise ConfigError(f"data.extra.partition={k}: SUN397 has partitions 1..10.")
@@ -211,7 +204,7 @@ def sun397_splits(root: str | Path, extra: dict[str, Any] | None = None) -> Fold
 def indoor67_splits(root: str | Path, extra: dict[str, Any] | None = None) -> FolderSplits:
     """MIT Indoor67: Images/<class>/*.jpg with TrainImages.txt / TestImages.txt."""
     root = Path(root)
-    extra = _check_options("indoor67", extra or {}, ("image_dir", "train_list", "test_list"))
+    extra = check_extra_options("indoor67", extra or {}, ("image_dir", "train_list", "test_list"))
     train = root / extra.get("train_list", "TrainImages.txt")
     test = root / extra.get("test_list", "TestImages.txt")
     splits = {"train": train, "val": test, "test": test}
@@ -221,7 +214,8 @@ def indoor67_splits(root: str | Path, extra: dict[str, Any] | None = None) -> Fo
 def generic_splits(root: str | Path, extra: dict[str, Any] | None = None) -> FolderSplits:
     """Any folder-per-class set: data.extra.image_dir, train_list, val_list, [test_list], [class_file]."""
     root = Path(root)
-    extra = _check_options("scenes", extra or {}, ("image_dir", "train_list", "val_list", "test_list", "class_file"))
+    known = ("image_dir", "train_list", "val_list", "test_list", "class_file")
+    extra = check_extra_options("scenes", extra or {}, known)
     missing = [k for k in ("train_list", "val_list") if k not in extra]
     if missing:
         raise ConfigError(

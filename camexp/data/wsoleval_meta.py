@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from camexp.data.boxes import BoxReport
+from camexp.data.datamodule import check_extra_options
 from camexp.data.image_list import ImageList, ImageListDataModule, ImageListDataset, decode_min_side
 from camexp.data.transforms import clip_boxes
 from camexp.errors import ConfigError, DatasetError
@@ -129,10 +130,7 @@ class WSOLEvalDataModule(ImageListDataModule):
 
     def __init__(self, root: str | Path, extra: dict[str, Any] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        extra = dict(extra or {})
-        unknown = sorted(set(extra) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(f"Unknown data.extra option(s) for wsoleval: {unknown}. Known: {', '.join(OPTIONS)}.")
+        extra = check_extra_options("wsoleval", extra, OPTIONS)
         dataset = str(extra.get("dataset", "")).lower()
         if dataset not in DATASET_DIRS:
             raise ConfigError(
