@@ -17,15 +17,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from camexp import config, faults
+from camexp import faults
 from camexp.errors import CamexpError
 from camexp.eval_report import write_report, wsoleval_fractions
 from camexp.evaluate_maps import write_json
 from camexp.localization import BASELINES, baseline_prefix
-from camexp.models import CAMNet
 from camexp.report import write_results
 from camexp.score_map_callback import ScoreMapCallback
-from camexp.train import build_cam_callback, checkpoint_config, evaluation_data, evaluation_trainer
+from camexp.train import build_cam_callback, checkpoint_config, evaluation_data, evaluation_model, evaluation_trainer
 from camexp.wsol_metadata import SplitMetadata, write_metadata
 from camexp.wsol_scoring import WSOLScorer, format_metrics
 from camexp.wsoleval import CAM_CURVE_INTERVAL, RESIZE_LENGTH
@@ -90,12 +89,7 @@ def evaluate_checkpoint(
     cfg = checkpoint_config(ckpt, files, ["eval.heuristic_top5=true", *overrides], "evaluate")
     out = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
     datamodule = evaluation_data(cfg, STAGES[split])
-    model = CAMNet.from_checkpoint(ckpt)
-    if int(model.hparams.num_classes) != datamodule.num_classes:
-        raise CamexpError(
-            f"{ckpt} was trained for {model.hparams.num_classes} classes but {cfg.data.name} at "
-            f"{config.data_root(cfg)} has {datamodule.num_classes}. Point data.root at the run's dataset."
-        )
+    model = evaluation_model(ckpt, cfg, datamodule)
     if cfg.eval.method == "cam" and not model.cam_capable:
         raise CamexpError(
             f"{model.hparams.network} has no CAM (fully connected head). Evaluate it with the paper's "

@@ -365,3 +365,26 @@ def test_evaluate_sweeps_the_boxes_once_when_the_run_used_the_wsoleval_protocol(
     assert results["val/maxboxacc_v2"] == reported["maxboxacc_v2"] / 100
     assert not [key for key in results if key.endswith("_callback")]
     assert "val/loc_gt_known" in results  # the paper protocol still comes from the CAM callback
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["validate", "evaluate"])
+@pytest.mark.parametrize("data_classes", [3, 6])
+def test_class_count_mismatch_is_one_error_before_any_evaluation(tiny_run, tmp_path, capsys, command, data_classes):
+    """A 4-class checkpoint on 3-class data (validate used to print a full table, status 0) or 6-class data
+    (validate used to die with IndexError): both commands refuse it with one message, status 2."""
+    from camexp.cli import main
+    from tests.datasets_fixtures import write_cub
+
+    root = write_cub(tmp_path / "cub", num_classes=data_classes, per_class=2, size=(64, 48))
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    overrides = ["data.name=cub", f"data.root={root}", "data.num_workers=0", "trainer.enable_progress_bar=false"]
+    extra = ["--out", str(tmp_path / "out")] if command == "evaluate" else []
+    status = main([command, str(ckpt), *overrides, *extra])
+    err = capsys.readouterr()
+    assert status == 2, err.out + err.err
+    message = err.err + err.out
+    assert str(ckpt) in message and "trained for 4 classes" in message and f"has {data_classes} classes" in message
+    assert "Point data.root" in message and "Traceback" not in message
+    assert "maxboxacc" not in err.out  # no metric table
+    assert not (tiny_run / "validate").exists() or command == "evaluate"
