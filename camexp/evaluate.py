@@ -12,12 +12,14 @@ state lives in the callback, and a checkpoint evaluation is cheap next to traini
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 
 from camexp import faults
+from camexp.data.boxes import DegenerateBoxWarning, clean_boxes
 from camexp.errors import CamexpError
 from camexp.eval_report import write_report, wsoleval_fractions
 from camexp.evaluate_maps import write_json
@@ -27,7 +29,7 @@ from camexp.score_map_callback import ScoreMapCallback
 from camexp.train import build_cam_callback, checkpoint_config, evaluation_data, evaluation_model, evaluation_trainer
 from camexp.wsol_metadata import SplitMetadata, write_metadata
 from camexp.wsol_scoring import WSOLScorer, format_metrics
-from camexp.wsoleval import CAM_CURVE_INTERVAL, RESIZE_LENGTH
+from camexp.wsoleval import CAM_CURVE_INTERVAL, RESIZE_LENGTH, integer_gt_boxes
 
 STAGES = {"val": "validate", "test": "test"}
 
@@ -45,7 +47,7 @@ def run_dir_of(ckpt: Path) -> Path:
 
 def metadata_from_dataset(dataset) -> SplitMetadata:
     """The split's ground truth in wsolevaluation terms: ids (relative image paths), labels, integer boxes in
-    original pixels, original sizes (from the annotation, else the image header)."""
+    original pixels clipped to the image, original sizes (from the annotation, else the image header)."""
     images = getattr(dataset, "images", None)
     if images is None:
         raise CamexpError(
@@ -64,8 +66,13 @@ def metadata_from_dataset(dataset) -> SplitMetadata:
             with Image.open(images.path(n)) as img:  # header only
                 width, height = img.size
         meta.sizes[image_id] = (width, height)
-        boxes = [tuple(max(0, int(round(float(v)))) for v in box) for box in images.boxes[n]]
-        meta.boxes[image_id] = [b for b in boxes if b[2] >= b[0] and b[3] >= b[1]]
+        # The dataset's own box cleaning (clipped, boxes left without area dropped), then integers: the
+        # boxes the evaluation batches carry, as `wsoleval.scored_gt_boxes` scores them in every command.
+        source = images.box_sources[n] if images.box_sources else "the annotations"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DegenerateBoxWarning)  # the dataset already warned about these
+            clean = clean_boxes(images.boxes[n], (width, height), str(images.path(n)), source)
+        meta.boxes[image_id] = [tuple(int(v) for v in box) for box in integer_gt_boxes(clean, (width, height))]
     return meta
 
 
