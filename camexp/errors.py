@@ -11,6 +11,10 @@ class DatasetError(CamexpError):
     """A dataset is missing, malformed or does not fit the model (names the file/line and the fix)."""
 
 
+class CheckpointMismatchError(CamexpError):
+    """A checkpoint does not fit the data it is asked to evaluate (names the checkpoint and the fix)."""
+
+
 class CorruptImageError(DatasetError):
     """An image file cannot be decoded. Takes one message argument, so it keeps its type when a
     DataLoader worker re-raises it in the main process."""

@@ -12,23 +12,24 @@ state lives in the callback, and a checkpoint evaluation is cheap next to traini
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 
-from camexp import config, faults
+from camexp import faults
+from camexp.data.boxes import DegenerateBoxWarning, clean_boxes
 from camexp.errors import CamexpError
 from camexp.eval_report import write_report, wsoleval_fractions
 from camexp.evaluate_maps import write_json
 from camexp.localization import BASELINES, baseline_prefix
-from camexp.models import CAMNet
 from camexp.report import write_results
 from camexp.score_map_callback import ScoreMapCallback
-from camexp.train import build_cam_callback, checkpoint_config, evaluation_data, evaluation_trainer
+from camexp.train import build_cam_callback, checkpoint_config, evaluation_data, evaluation_model, evaluation_trainer
 from camexp.wsol_metadata import SplitMetadata, write_metadata
 from camexp.wsol_scoring import WSOLScorer, format_metrics
-from camexp.wsoleval import CAM_CURVE_INTERVAL, RESIZE_LENGTH
+from camexp.wsoleval import CAM_CURVE_INTERVAL, RESIZE_LENGTH, integer_gt_boxes
 
 STAGES = {"val": "validate", "test": "test"}
 
@@ -46,7 +47,7 @@ def run_dir_of(ckpt: Path) -> Path:
 
 def metadata_from_dataset(dataset) -> SplitMetadata:
     """The split's ground truth in wsolevaluation terms: ids (relative image paths), labels, integer boxes in
-    original pixels, original sizes (from the annotation, else the image header)."""
+    original pixels clipped to the image, original sizes (from the annotation, else the image header)."""
     images = getattr(dataset, "images", None)
     if images is None:
         raise CamexpError(
@@ -65,8 +66,13 @@ def metadata_from_dataset(dataset) -> SplitMetadata:
             with Image.open(images.path(n)) as img:  # header only
                 width, height = img.size
         meta.sizes[image_id] = (width, height)
-        boxes = [tuple(max(0, int(round(float(v)))) for v in box) for box in images.boxes[n]]
-        meta.boxes[image_id] = [b for b in boxes if b[2] >= b[0] and b[3] >= b[1]]
+        # The dataset's own box cleaning (clipped, boxes left without area dropped), then integers: the
+        # boxes the evaluation batches carry, as `wsoleval.scored_gt_boxes` scores them in every command.
+        source = images.box_sources[n] if images.box_sources else "the annotations"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DegenerateBoxWarning)  # the dataset already warned about these
+            clean = clean_boxes(images.boxes[n], (width, height), str(images.path(n)), source)
+        meta.boxes[image_id] = [tuple(int(v) for v in box) for box in integer_gt_boxes(clean, (width, height))]
     return meta
 
 
@@ -90,12 +96,7 @@ def evaluate_checkpoint(
     cfg = checkpoint_config(ckpt, files, ["eval.heuristic_top5=true", *overrides], "evaluate")
     out = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
     datamodule = evaluation_data(cfg, STAGES[split])
-    model = CAMNet.from_checkpoint(ckpt)
-    if int(model.hparams.num_classes) != datamodule.num_classes:
-        raise CamexpError(
-            f"{ckpt} was trained for {model.hparams.num_classes} classes but {cfg.data.name} at "
-            f"{config.data_root(cfg)} has {datamodule.num_classes}. Point data.root at the run's dataset."
-        )
+    model = evaluation_model(ckpt, cfg, datamodule)
     if cfg.eval.method == "cam" and not model.cam_capable:
         raise CamexpError(
             f"{model.hparams.network} has no CAM (fully connected head). Evaluate it with the paper's "

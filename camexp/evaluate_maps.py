@@ -22,10 +22,11 @@ from camexp.wsol_scoring import WSOLResult, WSOLScorer, format_metrics, heldout_
 
 
 def gt_boxes_224(meta: SplitMetadata, image_id: str):
-    """An image's GT boxes scaled to the 224 frame exactly as upstream (``resize_bbox``), or None."""
+    """An image's GT boxes in the 224 frame (``wsoleval.scored_gt_boxes``: clipped to the image, then scaled
+    as upstream's ``resize_bbox``), or None."""
     if not meta.boxes.get(image_id):
         return None
-    return W.resize_gt_boxes(meta.boxes[image_id], meta.sizes[image_id])
+    return W.scored_gt_boxes(meta.boxes[image_id], meta.sizes[image_id])
 
 
 def score_split(

@@ -117,11 +117,12 @@ def wsoleval_gt_boxes(
     size: int = W.RESIZE_LENGTH,
 ) -> list[np.ndarray]:
     """GT boxes in ORIGINAL pixels (N x B x 4 padded, the first counts[i] valid; image_sizes N x 2 as
-    (width, height)) -> per image int64 K x 4 boxes in the size x size frame (``resize_gt_boxes``)."""
+    (width, height)) -> per image int64 K x 4 boxes in the size x size frame (``wsoleval.scored_gt_boxes``:
+    clipped, integer, scaled, exactly as `camexp evaluate` and `evaluate-maps` score them)."""
     boxes = boxes.detach().cpu().double().numpy() if isinstance(boxes, Tensor) else np.asarray(boxes, np.float64)
     counts = np.asarray(counts.cpu() if isinstance(counts, Tensor) else counts).astype(int).tolist()
     sizes = np.asarray(image_sizes.cpu() if isinstance(image_sizes, Tensor) else image_sizes, dtype=np.float64)
-    return [W.resize_gt_boxes(b[:k], tuple(s), (size, size)) for b, k, s in zip(boxes, counts, sizes, strict=True)]
+    return [W.scored_gt_boxes(b[:k], tuple(s), (size, size)) for b, k, s in zip(boxes, counts, sizes, strict=True)]
 
 
 def maxboxacc_update(

@@ -18,7 +18,7 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from camexp import config, data, faults
 from camexp.callbacks import CAMCallback
 from camexp.dashboards import EvaluationDashboards
-from camexp.errors import CamexpError
+from camexp.errors import CamexpError, CheckpointMismatchError
 from camexp.models import CAMNet
 from camexp.report import results_table, write_results
 
@@ -304,6 +304,20 @@ def evaluation_data(cfg: DictConfig, stage: str) -> data.CAMDataModule:
     return datamodule
 
 
+def evaluation_model(ckpt: Path, cfg: DictConfig, datamodule: data.CAMDataModule) -> CAMNet:
+    """The checkpoint's CAMNet, refused before any evaluation work when its class count is not the data's
+    (the one check `validate` and `evaluate` share)."""
+    model = CAMNet.from_checkpoint(ckpt)
+    trained = int(model.hparams.num_classes)
+    if trained != datamodule.num_classes:
+        raise CheckpointMismatchError(
+            f"Checkpoint {ckpt} was trained for {trained} classes but {cfg.data.name} at {config.data_root(cfg)} "
+            f"has {datamodule.num_classes} classes. Point data.root (and the dataset settings) at the data the "
+            f"checkpoint was trained on, or evaluate a checkpoint trained on this dataset."
+        )
+    return model
+
+
 def evaluation_trainer(cfg: DictConfig, callbacks: list, root_dir: Path, devices=None) -> pl.Trainer:
     """A Trainer that only evaluates: no logger, no checkpoints, the DataModule's unpadded shards."""
     t = cfg.trainer
@@ -336,7 +350,7 @@ def validate(
     ckpt = faults.check_checkpoint(ckpt)
     cfg = checkpoint_config(ckpt, files, overrides, "validate")
     datamodule = evaluation_data(cfg, "validate")
-    model = CAMNet.from_checkpoint(ckpt)
+    model = evaluation_model(ckpt, cfg, datamodule)
     cam_callback = build_cam_callback(cfg, datamodule)
     trainer = evaluation_trainer(cfg, [cam_callback], ckpt.parent.parent / "validate")
     logged = trainer.validate(model, datamodule=datamodule, verbose=False)

@@ -104,6 +104,25 @@ def normalize_scoremap(cam: np.ndarray, size: tuple[int, int] = (RESIZE_LENGTH, 
     return resized
 
 
+def integer_gt_boxes(boxes: np.ndarray | Sequence[Sequence[float]], image_wh: tuple[float, float]) -> np.ndarray:
+    """xyxy GT boxes in original pixels -> clipped to the image (0..W, 0..H) and rounded to integers (half to
+    even), int64 (K, 4): the boxes as ``localization.txt`` stores them and as every command scores them."""
+    limits = np.array([image_wh[0], image_wh[1], image_wh[0], image_wh[1]], dtype=np.float64)
+    clipped = np.minimum(np.maximum(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), 0.0), limits)
+    return np.rint(clipped).astype(np.int64)
+
+
+def scored_gt_boxes(
+    boxes: np.ndarray | Sequence[Sequence[float]],
+    image_wh: tuple[float, float],
+    resized_wh: tuple[float, float] = (RESIZE_LENGTH, RESIZE_LENGTH),
+) -> np.ndarray:
+    """THE GT boxes as scored, the one path of `validate`, `evaluate` and `evaluate-maps`: original-pixel xyxy
+    boxes clipped to the image and made integer (``integer_gt_boxes``), then scaled to the frame
+    (``resize_gt_boxes``). Boxes already clipped and integer (saved metadata) pass the first step unchanged."""
+    return resize_gt_boxes(integer_gt_boxes(boxes, image_wh), image_wh, resized_wh)
+
+
 def resize_gt_boxes(
     boxes: np.ndarray | Sequence[Sequence[float]],
     image_wh: tuple[float, float],

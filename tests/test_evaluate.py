@@ -365,3 +365,96 @@ def test_evaluate_sweeps_the_boxes_once_when_the_run_used_the_wsoleval_protocol(
     assert results["val/maxboxacc_v2"] == reported["maxboxacc_v2"] / 100
     assert not [key for key in results if key.endswith("_callback")]
     assert "val/loc_gt_known" in results  # the paper protocol still comes from the CAM callback
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["validate", "evaluate"])
+@pytest.mark.parametrize("data_classes", [3, 6])
+def test_class_count_mismatch_is_one_error_before_any_evaluation(tiny_run, tmp_path, capsys, command, data_classes):
+    """A 4-class checkpoint on 3-class data (validate used to print a full table, status 0) or 6-class data
+    (validate used to die with IndexError): both commands refuse it with one message, status 2."""
+    from camexp.cli import main
+    from tests.datasets_fixtures import write_cub
+
+    root = write_cub(tmp_path / "cub", num_classes=data_classes, per_class=2, size=(64, 48))
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    overrides = ["data.name=cub", f"data.root={root}", "data.num_workers=0", "trainer.enable_progress_bar=false"]
+    extra = ["--out", str(tmp_path / "out")] if command == "evaluate" else []
+    status = main([command, str(ckpt), *overrides, *extra])
+    err = capsys.readouterr()
+    assert status == 2, err.out + err.err
+    message = err.err + err.out
+    assert str(ckpt) in message and "trained for 4 classes" in message and f"has {data_classes} classes" in message
+    assert "Point data.root" in message and "Traceback" not in message
+    assert "maxboxacc" not in err.out  # no metric table
+    assert not (tiny_run / "validate").exists() or command == "evaluate"
+
+
+@pytest.mark.slow
+def test_validate_evaluate_and_evaluate_maps_score_border_crossing_boxes_alike(tiny_run, tiny_synthloc, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """GT boxes that leave the image are clipped once, in original pixels, by every command: validate (wsoleval
+    protocol), evaluate --save-maps and evaluate-maps on those maps give the same per-threshold hit counts."""
+    import shutil
+
+    from camexp import train as train_module
+    from camexp.cli import main
+
+    root = tmp_path / "synthloc"
+    shutil.copytree(tiny_synthloc, root)
+    val_ids = [line.split()[0] for line in (root / "train_test_split.txt").read_text().splitlines()
+               if line.split()[1] == "0"]
+    # right border, bottom border (fractional), and a box twice the image: clipped, the whole image, which the
+    # low thresholds' whole-frame boxes hit (the unclipped box scored a miss there)
+    crossing = {val_ids[0]: "40.0 10.0 40.0 30.0", val_ids[1]: "5.5 50.25 20.0 30.0", val_ids[2]: "0 0 128 128"}
+    rows = [line.split(maxsplit=1) for line in (root / "bounding_boxes.txt").read_text().splitlines() if line]
+    (root / "bounding_boxes.txt").write_text("".join(f"{i} {crossing.get(i, box)}\n" for i, box in rows))
+    paths = dict(line.split() for line in (root / "images.txt").read_text().splitlines() if line)
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    data = [f"data.root={root}", "trainer.enable_progress_bar=false"]
+
+    callbacks = []
+    build = train_module.build_cam_callback
+
+    def recording_build(*args, **kwargs):
+        callbacks.append(build(*args, **kwargs))
+        return callbacks[-1]
+
+    monkeypatch.setattr(train_module, "build_cam_callback", recording_build)
+    assert main(["validate", str(ckpt), *data, "eval.protocol=wsoleval", "--out", str(tmp_path / "v.json")]) == 0
+    validated = json.loads((tmp_path / "v.json").read_text())["metrics"]
+    curves = callbacks[-1].last_box_curves["val"]["curves"].numpy()
+    monkeypatch.undo()
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(ckpt), *data, "--out", str(out), "--save-maps"]) == 0
+    evaluated = json.loads((out / "wsoleval.json").read_text())
+    rescored = tmp_path / "rescored.json"
+    assert main(["evaluate-maps", "--metadata", str(out / "metadata"), "--maps", str(out / "maps"),
+                 "--json", str(rescored)]) == 0
+    again = json.loads(rescored.read_text())
+    capsys.readouterr()
+
+    # the saved metadata holds the boxes clipped to the image, in original pixels
+    sizes = {r.split(",")[0]: tuple(map(int, r.split(",")[1:])) for r in
+             (out / "metadata" / "image_sizes.txt").read_text().split()}
+    boxes = {}
+    for r in (out / "metadata" / "localization.txt").read_text().split():
+        boxes.setdefault(r.split(",")[0], []).append(tuple(map(int, r.split(",")[1:])))
+    assert boxes[paths[val_ids[0]]] == [(40, 10, 64, 40)] and boxes[paths[val_ids[1]]] == [(6, 50, 26, 64)]
+    assert boxes[paths[val_ids[2]]] == [(0, 0, 64, 64)]
+    for image_id, image_boxes in boxes.items():
+        width, height = sizes[image_id]
+        assert all(0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height for x0, y0, x1, y1 in image_boxes)
+
+    # identical counts per threshold, best thresholds and values from the three commands
+    n = evaluated["num_images"]
+    assert n == again["num_images"] == 21
+    hits = np.rint(curves * n).astype(int)
+    assert hits[0].tolist() == evaluated["counts"]["hits_v1"] == again["counts"]["hits_v1"]
+    assert hits[1:].tolist() == evaluated["counts"]["hits_v2"] == again["counts"]["hits_v2"]
+    for key in ("maxboxacc", "maxboxacc_v2", "maxboxacc_threshold", "maxboxacc_v2_per_iou"):
+        assert evaluated[key] == again[key], key
+    assert validated["val/maxboxacc"] == pytest.approx(evaluated["maxboxacc"] / 100, abs=1e-6)
+    assert validated["val/maxboxacc_v2"] == pytest.approx(evaluated["maxboxacc_v2"] / 100, abs=1e-6)
+    assert validated["val/maxboxacc_threshold"] == pytest.approx(evaluated["maxboxacc_threshold"], abs=1e-6)

@@ -48,7 +48,7 @@ def random_batch(rng: np.random.Generator, n: int):
         for k in range(counts[i]):
             x0, x1 = np.sort(rng.uniform(0, w, 2))
             y0, y1 = np.sort(rng.uniform(0, h, 2))
-            boxes[i, k] = [x0, y0, x1, y1]
+            boxes[i, k] = np.rint([x0, y0, x1, y1])  # integer pixels, as wsolevaluation metadata stores boxes
     return torch.from_numpy(raw).float(), torch.from_numpy(boxes), torch.from_numpy(counts), torch.from_numpy(sizes)
 
 
