@@ -277,13 +277,11 @@ def _same_weights(a: Path, b: Path) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
-def test_preemption_signal_checkpoints_exits_nonzero_and_resume_auto_matches(
-    signum, tiny_synthloc, uninterrupted_run, tmp_path
-):
-    common = _preemption_args(tiny_synthloc, tmp_path / "logs")
-    waiter = tmp_path / "wait_for_signal.py"
-    waiter.write_text(SIGNAL_WAITER)
+
+
+def _train_until_paused_then_signal(waiter: Path, common: list[str], tmp_path: Path, signum: int) -> tuple[int, Path]:
+    """Run `camexp train` through the waiter script until it pauses after step 4, send `signum` (mid-epoch 1,
+    after the step-4 checkpoint), and return the exit status and the log file."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PAUSE_AT_STEP": "4"}
     env.pop("CAMEXP_RUN_DIR", None)
     log_path = tmp_path / "preempted.log"
@@ -300,12 +298,22 @@ def test_preemption_signal_checkpoints_exits_nonzero_and_resume_auto_matches(
             while "PAUSED" not in log_path.read_text() and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.2)
             assert "PAUSED" in log_path.read_text(), log_path.read_text()[-3000:]
-            proc.send_signal(signum)  # mid-epoch 1 (steps 4..6), after the step checkpoint of step 4
-            status = proc.wait(timeout=300)
+            proc.send_signal(signum)
+            return proc.wait(timeout=300), log_path
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_preemption_signal_checkpoints_exits_nonzero_and_resume_auto_matches(
+    signum, tiny_synthloc, uninterrupted_run, tmp_path
+):
+    common = _preemption_args(tiny_synthloc, tmp_path / "logs")
+    waiter = tmp_path / "wait_for_signal.py"
+    waiter.write_text(SIGNAL_WAITER)
+    status, log_path = _train_until_paused_then_signal(waiter, common, tmp_path, signum)
     output = log_path.read_text()
     assert status == 128 + signum, output[-3000:]  # not 0: `train && next-step` stops here
 
@@ -359,28 +367,7 @@ def test_preemption_with_two_gloo_processes_stops_every_rank_at_the_same_step(ti
     )
     script = SIGNAL_WAITER.replace("if self._every_n_train_steps and", only_rank0)
     waiter.write_text(script.replace("sys.exit(main(sys.argv[1:]))", report))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PAUSE_AT_STEP": "4"}
-    env.pop("CAMEXP_RUN_DIR", None)
-    log_path = tmp_path / "preempted.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(waiter), "train", *common, "name=preempted"],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            deadline = time.time() + 300
-            while "PAUSED" not in log_path.read_text() and proc.poll() is None and time.time() < deadline:
-                time.sleep(0.2)
-            assert "PAUSED" in log_path.read_text(), log_path.read_text()[-3000:]
-            proc.send_signal(signal.SIGTERM)
-            status = proc.wait(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    status, log_path = _train_until_paused_then_signal(waiter, common, tmp_path, signal.SIGTERM)
     deadline = time.time() + 60
     while "RANK 1 STOPPED" not in log_path.read_text() and time.time() < deadline:
         time.sleep(0.2)
