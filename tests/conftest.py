@@ -57,3 +57,30 @@ def tight_box(mask) -> tuple[float, float, float, float]:
 
     rows, cols = np.nonzero(mask)
     return (cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
+
+
+def validate_with_cam_callback(root: Path, tmp_path: Path, **overrides):
+    """A fresh tiny model validated once on the tiny set through the real Trainer and the CAM callback the
+    config builds: (config, datamodule, model, callback)."""
+    import pytorch_lightning as pl
+
+    from camexp import config, data
+    from camexp.train import build_cam_callback, build_model
+
+    cfg = config.load([], tiny_overrides(root, tmp_path, **overrides))
+    datamodule = data.build(cfg.data, str(root), seed=0)
+    datamodule.prepare_data()
+    datamodule.setup("validate")
+    model = build_model(cfg, datamodule.num_classes, datamodule.class_names).eval()
+    callback = build_cam_callback(cfg, datamodule)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+        default_root_dir=str(tmp_path),
+    )
+    trainer.validate(model, datamodule=datamodule, verbose=False)
+    return cfg, datamodule, model, callback

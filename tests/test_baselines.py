@@ -8,10 +8,9 @@ import math
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 
-from camexp import config, data
+from camexp import config
 from camexp import wsoleval as W
 from camexp.eval_report import wsoleval_table
 from camexp.localization import (
@@ -29,9 +28,9 @@ from camexp.metrics import (
     wsoleval_scoremaps,
 )
 from camexp.report import results_table
-from camexp.train import build_cam_callback, build_model, train
+from camexp.train import train
 from camexp.wsol_scoring import WSOLScorer
-from tests.conftest import REPO, tiny_overrides
+from tests.conftest import REPO, tiny_overrides, validate_with_cam_callback
 
 GRID = 1000
 
@@ -227,17 +226,8 @@ def test_results_table_shows_baseline_columns_only_when_the_run_has_them():
 @pytest.mark.slow
 def test_callback_scores_the_baselines_on_the_validation_images(tiny_synthloc, tmp_path):
     """protocol=wsoleval: the logged baseline numbers equal the baselines scored by hand on the batches' boxes."""
-    cfg = config.load([], tiny_overrides(tiny_synthloc, tmp_path, **{"eval.protocol": "wsoleval"}))
-    datamodule = data.build(cfg.data, str(tiny_synthloc), seed=0)
-    datamodule.prepare_data()
-    datamodule.setup("validate")
-    model = build_model(cfg, datamodule.num_classes, datamodule.class_names).eval()
-    callback = build_cam_callback(cfg, datamodule)
-    trainer = pl.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[callback], default_root_dir=str(tmp_path),
-    )
-    trainer.validate(model, datamodule=datamodule, verbose=False)
+    wsoleval = {"eval.protocol": "wsoleval"}
+    cfg, datamodule, model, callback = validate_with_cam_callback(tiny_synthloc, tmp_path, **wsoleval)
     logged = callback.last_results
 
     gaussian, whole = MaxBoxAcc(GRID), FixedBoxAcc(GRID)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from camexp import config, data
 from camexp import wsoleval as W
 from camexp.cam import class_activation_maps
 from camexp.data.cub import read_cub
@@ -24,8 +22,7 @@ from camexp.metrics import (
     wsoleval_scoremaps,
     wsoleval_thresholds,
 )
-from camexp.train import build_cam_callback, build_model
-from tests.conftest import tiny_overrides
+from tests.conftest import validate_with_cam_callback
 
 SIZE = 48  # a small eval frame keeps the reference port fast; the arithmetic is the same as at 224
 GRID = 50  # thresholds np.arange(0, 1, 0.02)
@@ -158,17 +155,8 @@ def test_thresholds_are_the_reference_grids():
 def test_callback_logs_wsoleval_metrics_from_the_evaluation_features(tiny_synthloc, tmp_path):
     """protocol=wsoleval: val/maxboxacc, val/maxboxacc_v2, val/pxap equal the functional protocol run on the
     same raw CAMs with the boxes read from the dataset's own files (original pixels)."""
-    cfg = config.load([], tiny_overrides(tiny_synthloc, tmp_path, **{"eval.protocol": "wsoleval"}))
-    datamodule = data.build(cfg.data, str(tiny_synthloc), seed=0)
-    datamodule.prepare_data()
-    datamodule.setup("validate")
-    model = build_model(cfg, datamodule.num_classes, datamodule.class_names).eval()
-    callback = build_cam_callback(cfg, datamodule)
-    trainer = pl.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[callback], default_root_dir=str(tmp_path),
-    )
-    trainer.validate(model, datamodule=datamodule, verbose=False)
+    wsoleval = {"eval.protocol": "wsoleval"}
+    cfg, datamodule, model, callback = validate_with_cam_callback(tiny_synthloc, tmp_path, **wsoleval)
     logged = callback.last_results
 
     records = read_cub(tiny_synthloc)
