@@ -127,6 +127,21 @@ def cmd_photos(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from camexp.reproduce import reproduce
+
+    files, overrides = _split_configs(args.overrides)
+    if files:
+        raise CamexpError(
+            f"camexp reproduce takes benchmarks with --benchmarks, not as positional words ({', '.join(files)}): "
+            f"camexp reproduce --benchmarks {' '.join(files)} [key=value ...]."
+        )
+    report = reproduce(args.out, args.benchmarks, args.seeds, args.networks, overrides)
+    print(report.read_text())
+    print(f"report  : {report}\nfigure  : {report.parent / 'reproduce.png'}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="camexp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("photos", help="copy the real photos that installed packages ship into a folder")
     p.add_argument("--out", default="photos", help="destination folder (default: photos)")
     p.set_defaults(func=cmd_photos)
+
+    from camexp.reproduce import ARMS, DEFAULT_BENCHMARKS, DEFAULT_SEEDS
+
+    p = sub.add_parser(
+        "reproduce",
+        help="the paper's comparisons (GAP/GMP, GAP/FC, CAM/Backprop, Table 3) on the embedded benchmarks, over seeds",
+        description="Trains CPU-sized AlexNet-family networks (GAP, GMP, FC) on each benchmark for each seed, then "
+        "writes report.md (mean ± std, the paper's numbers and orderings beside ours), reproduce.png and overlays "
+        "into --out. Finished runs with the same settings are reused.",
+    )
+    p.add_argument("overrides", nargs="*", help="key=value settings applied to every run (after the network's)")
+    p.add_argument("--out", default="lightning_logs/reproduce", help="report folder (default: %(default)s)")
+    p.add_argument("--benchmarks", nargs="+", default=list(DEFAULT_BENCHMARKS), help="experiment YAMLs (default: both)")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="training seeds (default: 0 1 2)")
+    p.add_argument("--networks", nargs="+", choices=list(ARMS), default=list(ARMS), help="arms (default: gap gmp fc)")
+    p.set_defaults(func=cmd_reproduce)
 
     add_evaluate_parsers(sub)  # `evaluate`, `evaluate-maps` (camexp/cli_evaluate.py)
     return parser

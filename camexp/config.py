@@ -316,6 +316,18 @@ def save(cfg: DictConfig, path: str | Path) -> Path:
     return path
 
 
+def changed_keys(new: dict, old: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two plain config trees (a key missing on one side counts)."""
+    changed = []
+    for key in sorted(set(new) | set(old)):
+        a, b = new.get(key, "<missing>"), old.get(key, "<missing>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
 def data_root(cfg: DictConfig) -> Path:
     """`data.root`, defaulting to data/<name>."""
     return Path(cfg.data.root) if cfg.data.root else Path("data") / cfg.data.name

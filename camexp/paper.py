@@ -31,6 +31,9 @@ LOCALIZATION_ERROR: dict[str, tuple[float, float]] = {
     "googlenet_gmp": (57.78, 45.26),
 }
 
+# Table 3: top-5 localization error on the ILSVRC *test* set, GoogLeNet-GAP with and without the heuristic boxes.
+TOP5_LOC_ERROR_TEST = {"heuristic": 37.1, "plain": 42.9}
+
 PAPER_NAMES = {
     "vgg16_gap": "VGGnet-GAP",
     "googlenet_gap": "GoogLeNet-GAP",

@@ -8,5 +8,5 @@
 
 .PHONY: train-digits
 
-train-digits: $(STAMP)
+train-digits: $(STAMP)  ## SynthNet-GAP on cluttered real MNIST digits
 	$(CAMEXP) train experiments/cluttered_mnist_gap.yaml $(if $(DATA),data.root=$(DATA)) $(ARGS)

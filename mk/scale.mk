@@ -23,15 +23,15 @@ override ARGS += $(strip $(SCALE_ARGS))
 .PHONY: validate test-scale wandb-sync
 
 # Evaluate a checkpoint on the validation split (the run's config.yaml + ARGS); metrics printed and in JSON.
-validate: $(STAMP)
+validate: $(STAMP)  ## evaluate CKPT=path on the validation split (DEVICES=N for DDP)
 	@test -n "$(CKPT)" || { echo "make: validate needs CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
 	$(CAMEXP) validate --out $(dir $(CKPT))../validate/metrics.json $(CKPT) $(ARGS)
 
 # The DDP, resume-after-kill and W&B/TensorBoard tests only (they are part of `make test` too).
-test-scale: $(STAMP)
+test-scale: $(STAMP)  ## only the DDP, resume-after-kill and W&B/TensorBoard tests
 	$(PY) -m pytest -q tests/test_breakdowns.py tests/test_ddp.py tests/test_resume.py tests/test_dashboards.py $(PYTEST_ARGS)
 
 # Upload offline W&B runs: make wandb-sync RUN=lightning_logs/synthloc_gap/version_0 (default: every run).
 RUN ?= lightning_logs
-wandb-sync: $(STAMP)
+wandb-sync: $(STAMP)  ## upload offline W&B runs (RUN=run dir)
 	$(VENV)/bin/wandb sync --yes $$(find $(RUN) -maxdepth 4 -type d -name 'offline-run-*')

@@ -3,6 +3,9 @@
 torchvision `features` indices: 0 conv1 (64), 3 conv2 (192), 6 conv3 (384), 8 conv4 (256), 10 conv5 (256),
 each + ReLU; 2/5/12 max pools.
 At 224 input: conv1 55x55 -> pool 27 -> conv2 27 -> pool 13 -> conv3..conv5 13x13 -> pool5 6x6.
+
+`alexnet_small_gap` / `alexnet_small` are the CPU-sized versions `make reproduce` trains from scratch: the same
+five conv layers (kernels, strides, pools) at a fraction of the width, with batch norm.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torchvision
 
+from camexp.errors import CamexpError
 from camexp.models.paper import (
     AddedConvNet,
     FCNet,
@@ -86,3 +90,80 @@ def alexnet(
     net = FCNet(tv.features[:12], tv.features[12], tv.avgpool, tv.classifier[:6], new_class_layer(4096, num_classes))
     layout = PretrainedLayout("alexnet", fc_rename, class_layer=("fc8.",))
     return load_weights(net, "alexnet", layout, pretrained, weights_path)
+
+
+ALEXNET_WIDTH = 64  # conv1's channels; conv2..conv5 have 3x, 6x, 4x, 4x as many
+
+
+def _small_conv1_to_conv5(width: int) -> tuple[nn.Sequential, int]:
+    """AlexNet's conv1..conv5 + ReLU (pool5 dropped) at `width`/64 of its channels, each conv followed by
+    batch norm (from scratch in a few CPU minutes). 7x7 maps at 128 input, 6x6 at 112 (13x13 at 224)."""
+    if not 4 <= width <= ALEXNET_WIDTH:
+        raise CamexpError(
+            f"model.width={width} is out of range for alexnet_small*: 4..{ALEXNET_WIDTH} (conv1's channels)."
+        )
+    c1, c2, c3, c4, c5 = (width * m // 4 for m in (4, 12, 24, 16, 16))
+
+    def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0) -> list[nn.Module]:
+        layer = nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False)
+        nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+        return [layer, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+    features = nn.Sequential(
+        *conv(3, c1, 11, 4, 2), nn.MaxPool2d(3, 2),
+        *conv(c1, c2, 5, padding=2), nn.MaxPool2d(3, 2),
+        *conv(c2, c3, 3, padding=1), *conv(c3, c4, 3, padding=1), *conv(c4, c5, 3, padding=1),
+    )  # fmt: skip
+    return features, c5
+
+
+def _no_weights(name: str, pretrained: bool, weights_path) -> None:
+    if pretrained or weights_path:
+        raise CamexpError(
+            f"{name} has no pretrained weights: it is a width-reduced AlexNet with batch norm, trained from scratch. "
+            f"Set model.pretrained=false (and no model.weights_path), or use alexnet_gap / alexnet (ImageNet weights)."
+        )
+
+
+@register("alexnet_small_gap")
+def alexnet_small_gap(
+    num_classes: int,
+    pool: str = "avg",
+    width: int = 16,
+    dropout: float = 0.0,
+    pretrained: bool = False,
+    weights_path=None,
+    **_,
+) -> AddedConvNet:
+    """AlexNet-GAP at CPU size: conv1..conv5 at width/64 (+ batch norm), + conv 3x3/1/1 with 16 * width units
+    (1024 at full width) + ReLU, GAP | GMP, linear."""
+    _no_weights("alexnet_small_gap", pretrained, weights_path)
+    features, channels = _small_conv1_to_conv5(width)
+    return AddedConvNet(features, added_convs(channels, (16 * width,)), num_classes, pool=pool, dropout=dropout)
+
+
+@register("alexnet_small")
+def alexnet_small(
+    num_classes: int,
+    pool: str = "avg",
+    width: int = 16,
+    dropout: float = 0.5,
+    pretrained: bool = False,
+    weights_path=None,
+    **_,
+) -> FCNet:
+    """AlexNet at CPU size: the conv layers of alexnet_small_gap, pool5, a 3x3 average pool (torchvision: 6x6
+    at 224), fc6/fc7 with 64 * width units each (4096 at full width) + ReLU + dropout, fc8. No CAM."""
+    require_avg_pool(pool, "alexnet_small")
+    _no_weights("alexnet_small", pretrained, weights_path)
+    features, channels = _small_conv1_to_conv5(width)
+    hidden = 64 * width
+    fc = nn.Sequential(
+        nn.Dropout(dropout),
+        nn.Linear(channels * 9, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+    )  # torchvision's order: dropout before fc6 and fc7
+    return FCNet(features, nn.MaxPool2d(3, 2), nn.AdaptiveAvgPool2d(3), fc, new_class_layer(hidden, num_classes))
