@@ -511,15 +511,20 @@ def _resume_ignored(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in RESUME_IGNORED)
 
 
-def resume_changes(new: dict, old: dict) -> dict[str, tuple[Any, Any]]:
+def resume_changes(new: dict, old: dict, new_resolved: dict | None = None) -> dict[str, tuple[Any, Any]]:
     """{dotted key: (old value, new value)} for the settings that differ between a run's config.yaml (`old`,
-    from load_written) and the config it is resumed with (`new`, from as_written), RESUME_IGNORED left out."""
+    from load_written) and the config it is resumed with (`new`, from as_written), RESUME_IGNORED left out.
+    A value equal to its resolved new value (`new_resolved`) is no change: config.yaml files written before
+    environment values were kept as written hold them resolved."""
     missing = "<missing>"
-    return {
-        key: (_get(old, key.split("."), missing), _get(new, key.split("."), missing))
-        for key in changed_keys(new, old)
-        if not _resume_ignored(key)
-    }
+    changes = {}
+    for key in changed_keys(new, old):
+        path = key.split(".")
+        before = _get(old, path, missing)
+        if _resume_ignored(key) or (new_resolved is not None and before == _get(new_resolved, path, missing)):
+            continue
+        changes[key] = (before, _get(new, path, missing))
+    return changes
 
 
 def data_root(cfg: DictConfig) -> Path:

@@ -115,7 +115,8 @@ def check_resume_changes(cfg: DictConfig, run_dir: Path, ckpt_path: str | None) 
     saved = run_dir / "config.yaml"
     if ckpt_path is None or not saved.is_file():
         return {}
-    changes = config.resume_changes(config.as_written(cfg), config.load_written(saved))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    changes = config.resume_changes(config.as_written(cfg), config.load_written(saved), resolved)
     if changes and cfg.resume_changes != "allow":
         listed = "; ".join(f"{key}: {old} -> {new}" for key, (old, new) in changes.items())
         raise CamexpError(

@@ -153,6 +153,13 @@ def test_environment_values_are_saved_as_written_and_load_again(monkeypatch, tmp
     monkeypatch.setenv("CAMEXP_TEST_SECRET", "other")  # the run's setting is the variable, not its value
     assert config.resume_changes(config.as_written(config.load(DEFAULT, overrides)), config.load_written(path)) == {}
 
+    # a config.yaml written before environment values were kept as written holds them resolved
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    monkeypatch.setenv("CAMEXP_TEST_SECRET", "s3cr3t-token")
+    written, resolved = config.as_written(cfg), OmegaConf.to_container(cfg, resolve=True)
+    assert config.resume_changes(written, config.load_written(path), resolved) == {}
+    assert list(config.resume_changes(written, config.load_written(path))) == ["data.root", "name"]
+
 
 def test_resume_changes_leave_out_how_a_run_is_executed_and_logged(tmp_path):
     old = config.load(DEFAULT, ["trainer.max_epochs=3"])
