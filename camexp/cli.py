@@ -229,11 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     add_evaluate_parsers(sub)  # `evaluate`, `evaluate-maps` (camexp/cli_evaluate.py)
+    parser.subcommands = sub.choices  # {name: its parser}, for parse_args
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Like parser.parse_args, but a subcommand's words may follow its options
+    (`camexp train x.yaml --run-dir-file f trainer.max_epochs=1`): argparse stops a positional list at
+    the first option, and parse_intermixed_args, which does not, cannot take subcommands, so the
+    subcommand's own parser reparses its words when the first pass left some over."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        words = list(sys.argv[1:] if argv is None else argv)
+        rest = words[words.index(args.command) + 1 :]
+        args = parser.subcommands[args.command].parse_intermixed_args(rest, argparse.Namespace(command=args.command))
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return args.func(args)
     except CamexpError as err:

@@ -5,18 +5,29 @@ Only the wiring code (`cli`, `train`) reads this tree; everything else takes pla
 
 from __future__ import annotations
 
+import copy
 import difflib
-from collections.abc import Sequence
+import os
+import re
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import (
+    ConfigKeyError,
+    InterpolationKeyError,
+    InterpolationResolutionError,
+    OmegaConfBaseException,
+    ValidationError,
+)
 
 from camexp.errors import ConfigError
 
-__all__ = ["ConfigError", "ExperimentConfig", "load", "save", "data_root"]
+__all__ = ["ConfigError", "ExperimentConfig", "load", "save", "as_written", "load_written", "data_root"]
 
 
 @dataclass
@@ -149,6 +160,10 @@ class ExperimentConfig:
     name: str = "synthloc_gap"
     seed: int = 0
     resume: str | None = None  # "last" (newest checkpoint of this experiment), "auto" (last, or a fresh start), a path
+    # refuse | allow: what a resume does with settings that differ from the run's config.yaml (RESUME_IGNORED aside).
+    # refuse: stop before any work, listing them; allow: continue with the new values, append them (key: old -> new)
+    # to <run dir>/resume_changes.yaml and rewrite config.yaml.
+    resume_changes: str = "refuse"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -183,25 +198,42 @@ def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
     return ConfigError(f"Invalid config in {source} (key '{key}'): {err}")
 
 
+def _read_yaml(path: Path) -> DictConfig:
+    """One experiment file (or a run's config.yaml): a mapping of config keys at its top level."""
+    if not path.is_file():
+        raise ConfigError(
+            f"Experiment file not found: {path}. Pass one of the YAML files in experiments/ "
+            f"(e.g. experiments/synthloc_gap.yaml)."
+        )
+    try:
+        top = yaml.safe_load(path.read_text())
+        file_cfg = OmegaConf.load(path) if isinstance(top, dict) else OmegaConf.create()
+    except Exception as err:  # yaml.YAMLError and friends, an unclosed ${...}
+        reason = " ".join(line.strip() for line in str(err).splitlines())  # one paragraph, with line and column
+        raise ConfigError(f"Cannot parse {path}: {reason}. Fix the YAML syntax.") from err
+    if top is not None and not isinstance(top, dict):
+        held = "a list" if isinstance(top, list) else f"the single value {str(top)[:40]!r}"
+        raise ConfigError(
+            f"{path} holds {held} at its top level, but an experiment file is a mapping of config keys "
+            f"(e.g. `trainer: {{max_epochs: 3}}`, one key per line). Write the settings as key: value lines; "
+            f"to merge several experiment files, pass them all on the command line (camexp train a.yaml b.yaml)."
+        )
+    return file_cfg
+
+
 def load(
     paths: str | Path | Sequence[str | Path] | None = None, overrides: Sequence[str] = ()
 ) -> DictConfig:
-    """Schema <- experiment YAML(s), merged in order <- `key=value` overrides; resolved and read-only."""
+    """Schema <- experiment YAML(s), merged in order <- `key=value` overrides; resolved and read-only.
+
+    Values that come from the environment (`${oc.env:...}`) are remembered as written, for `as_written`."""
     cfg = OmegaConf.structured(ExperimentConfig)
     if paths is None:
         paths = []
     elif isinstance(paths, (str, Path)):
         paths = [paths]
     for path in map(Path, paths):
-        if not path.is_file():
-            raise ConfigError(
-                f"Experiment file not found: {path}. Pass one of the YAML files in experiments/ "
-                f"(e.g. experiments/synthloc_gap.yaml)."
-            )
-        try:
-            file_cfg = OmegaConf.load(path)
-        except Exception as err:  # yaml.YAMLError and friends
-            raise ConfigError(f"Cannot parse {path}: {err}. Fix the YAML syntax.") from err
+        file_cfg = _read_yaml(path)
         try:
             cfg = OmegaConf.merge(cfg, file_cfg)
         except OmegaConfBaseException as err:
@@ -209,17 +241,127 @@ def load(
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"Overrides must look like key=value (e.g. trainer.max_epochs=3); got {bad}.")
+    for override in overrides:
+        try:
+            OmegaConf.from_dotlist([override])
+        except (yaml.YAMLError, OmegaConfBaseException) as err:  # e.g. an unquoted ${...} inside [...]; `${x`
+            raise ConfigError(
+                f"Cannot parse the override {override!r}: {str(err).splitlines()[0]}. Fix its syntax: quote the "
+                f"parts of a value that hold YAML syntax (e.g. 'logger.wandb.tags=[a,\"${{oc.env:TAG}}\"]'), "
+                f"and close every interpolation (${{other.key}}, ${{oc.env:VAR}})."
+            ) from err
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as err:
         raise _explain(err, "the command-line overrides") from err
     source = " + ".join(map(str, paths)) or "the config"
+    overridden = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    _check_interpolations(cfg, source, overridden)
     _check_choices(cfg, source)
-    _check_ranges(cfg, source, {o.split("=", 1)[0].lstrip("+~") for o in overrides})
+    _check_ranges(cfg, source, overridden)
     _check_input_normalization(cfg, source)
+    written = OmegaConf.to_container(cfg, resolve=False)
     OmegaConf.resolve(cfg)
     OmegaConf.set_readonly(cfg, True)
+    cfg.__dict__[_FROM_ENV] = _from_env(written)  # on the root node: the config tree itself stays resolved
     return cfg
+
+
+def _path(key: str) -> list[str | int]:
+    """'logger.wandb.tags[0]' -> ['logger', 'wandb', 'tags', 0]."""
+    return [int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", key)]
+
+
+def _get(tree: Any, path: Sequence[str | int], default: Any = None) -> Any:
+    for part in path:
+        if isinstance(tree, dict) and part in tree:
+            tree = tree[part]
+        elif isinstance(tree, list) and isinstance(part, int) and part < len(tree):
+            tree = tree[part]
+        else:
+            return default
+    return tree
+
+
+def _leaves(tree: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from _leaves(value, (*path, i))
+    else:
+        yield path, tree
+
+
+def _check_interpolations(cfg: DictConfig, source: str, overridden: set[str]) -> None:
+    """An unresolvable `${...}` (an unset environment variable, a key that does not exist) fails here, naming
+    the key, instead of as a traceback wherever the value is first read."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as err:
+        key = _full_key(err)
+        where = "the command-line overrides" if key.split("[")[0] in overridden else source
+        if isinstance(err, ValidationError):  # resolved, but to a value of the wrong type
+            raise _explain(err, where) from err
+        written = _get(OmegaConf.to_container(cfg, resolve=False), _path(key))
+        reason = str(err).splitlines()[0]
+        env = re.search(r"Environment variable '([^']+)' not found", reason)
+        if env:
+            var = env.group(1)
+            raise ConfigError(
+                f"Config key '{key}' in {where} is {written!r}, but the environment variable {var} is not set. "
+                f"Export it (export {var}=...), or give a default: ${{oc.env:{var},default}}."
+            ) from err
+        if isinstance(err, InterpolationKeyError):
+            raise ConfigError(
+                f"Config key '{key}' in {where} is {written!r}, which refers to a key that does not exist "
+                f"({reason}). Point it at an existing key (e.g. ${{data.root}}) or write the value itself."
+            ) from err
+        raise ConfigError(
+            f"Cannot resolve config key '{key}' in {where} ({written!r}): {reason}. Fix the interpolation "
+            f"(e.g. ${{other.key}}, ${{oc.env:VAR}}, ${{oc.env:VAR,default}}) or write the value itself."
+        ) from err
+    except OmegaConfBaseException as err:  # e.g. an environment variable's value of the wrong type
+        raise _explain(err, source) from err
+
+
+# Which values come from the environment: resolve the config as written with `oc.env` swapped for a resolver that
+# returns a marker; a value holding the marker came from an environment variable, directly or through other keys.
+_FROM_ENV = "_camexp_from_env"  # attribute of a loaded config's root node: {path: value as written}
+_ENV_MARK = "camexp-value-from-the-environment"
+_OC_ENV = re.compile(r"\boc\.env\s*:")
+
+
+def _from_env(written: dict) -> dict[tuple, str]:
+    """{path: value as written} for every value of a config tree (unresolved) that comes from `${oc.env:...}`."""
+    interpolated = {path: v for path, v in _leaves(written) if isinstance(v, str) and "${" in v}
+    if not any(_OC_ENV.search(v) for v in interpolated.values()):
+        return {}
+    if not OmegaConf.has_resolver("camexp.env_mark"):
+        with warnings.catch_warnings():  # the name of omegaconf 2.3, deprecated (not removed) in 2.4
+            warnings.simplefilter("ignore", UserWarning)
+            OmegaConf.register_new_resolver("camexp.env_mark", lambda *args: _ENV_MARK)
+    marked = copy.deepcopy(written)
+    for path, value in interpolated.items():
+        _get(marked, path[:-1])[path[-1]] = _OC_ENV.sub("camexp.env_mark:", value)
+    try:
+        resolved = OmegaConf.to_container(OmegaConf.create(marked), resolve=True)
+    except OmegaConfBaseException:  # cannot tell: keep every interpolation as written rather than leak one
+        return interpolated
+    return {path: v for path, v in interpolated.items() if _ENV_MARK in str(_get(resolved, path))}
+
+
+def as_written(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as a plain tree, except that values from environment variables (`${oc.env:...}`,
+    also through other keys) stay as the user wrote them: what config.yaml and W&B receive, so a secret
+    passed through the environment is never written out. Loading config.yaml resolves them again."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    for path, value in vars(cfg).get(_FROM_ENV, {}).items():
+        parent = _get(tree, path[:-1])
+        if parent is not None:
+            parent[path[-1]] = value
+    return tree
 
 
 _CHOICES = {
@@ -309,11 +451,28 @@ def _check_input_normalization(cfg: DictConfig, source: str) -> None:
 
 
 def save(cfg: DictConfig, path: str | Path) -> Path:
-    """Write the resolved config next to a run's logs so the run can be reproduced."""
+    """Write the config (`as_written`: environment values unresolved) next to a run's logs, so the run can be
+    reproduced. Written to a temporary file and renamed: a reader (another DDP rank) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(OmegaConf.to_yaml(OmegaConf.create(as_written(cfg))))
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
     return path
+
+
+def load_written(path: str | Path) -> dict[str, Any]:
+    """A run's config.yaml as written (environment values unresolved) over the schema's defaults, so keys that
+    the schema gained since the run was made do not count as changes."""
+    path = Path(path)
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), _read_yaml(path))
+    except OmegaConfBaseException as err:
+        raise _explain(err, str(path)) from err
+    return OmegaConf.to_container(cfg, resolve=False)
 
 
 def changed_keys(new: dict, old: dict, prefix: str = "") -> list[str]:
@@ -326,6 +485,46 @@ def changed_keys(new: dict, old: dict, prefix: str = "") -> list[str]:
         elif a != b:
             changed.append(f"{prefix}{key}")
     return changed
+
+
+# Settings that change how a run is executed, shown or logged, not what it computes: a resume may change them
+# freely (resume_changes). The number of processes (trainer.devices, trainer.num_nodes) is NOT among them:
+# data.batch_size is per process, so it sets the global batch and each rank's share of the data order.
+# Evaluation is exact on any number of processes, training is not.
+RESUME_IGNORED = (
+    "resume",
+    "resume_changes",  # how this run was (re)started
+    "logger",  # where and how it is logged: save_dir, TensorBoard, W&B
+    "trainer.enable_progress_bar",
+    "trainer.log_every_n_steps",
+    "trainer.checkpoint_every_n_steps",  # how often a kill-safe checkpoint is written
+    "trainer.accelerator",  # the hardware (the same experiment, equal up to float rounding)
+    "trainer.strategy",  # how the processes are started and synchronised
+    "data.num_workers",  # loader mechanics; with workers the random crops differ on any resume
+    "data.pin_memory",
+    "data.persistent_workers",
+    "eval.num_overlays",  # how many CAM overlays are drawn, not what is measured
+)
+
+
+def _resume_ignored(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RESUME_IGNORED)
+
+
+def resume_changes(new: dict, old: dict, new_resolved: dict | None = None) -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (old value, new value)} for the settings that differ between a run's config.yaml (`old`,
+    from load_written) and the config it is resumed with (`new`, from as_written), RESUME_IGNORED left out.
+    A value equal to its resolved new value (`new_resolved`) is no change: config.yaml files written before
+    environment values were kept as written hold them resolved."""
+    missing = "<missing>"
+    changes = {}
+    for key in changed_keys(new, old):
+        path = key.split(".")
+        before = _get(old, path, missing)
+        if _resume_ignored(key) or (new_resolved is not None and before == _get(new_resolved, path, missing)):
+            continue
+        changes[key] = (before, _get(new, path, missing))
+    return changes
 
 
 def data_root(cfg: DictConfig) -> Path:

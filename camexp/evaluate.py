@@ -26,7 +26,14 @@ from camexp.evaluate_maps import write_json
 from camexp.localization import BASELINES, baseline_prefix
 from camexp.report import write_results
 from camexp.score_map_callback import ScoreMapCallback
-from camexp.train import build_cam_callback, checkpoint_config, evaluation_data, evaluation_model, evaluation_trainer
+from camexp.train import (
+    build_cam_callback,
+    check_accelerator,
+    checkpoint_config,
+    evaluation_data,
+    evaluation_model,
+    evaluation_trainer,
+)
 from camexp.wsol_metadata import SplitMetadata, write_metadata
 from camexp.wsol_scoring import WSOLScorer, format_metrics
 from camexp.wsoleval import CAM_CURVE_INTERVAL, RESIZE_LENGTH, integer_gt_boxes
@@ -94,6 +101,7 @@ def evaluate_checkpoint(
     run_dir = run_dir_of(ckpt)
     files, overrides = split_configs(config_args)
     cfg = checkpoint_config(ckpt, files, ["eval.heuristic_top5=true", *overrides], "evaluate")
+    check_accelerator(cfg.trainer.accelerator)  # one process (devices=1), on the configured accelerator
     out = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
     datamodule = evaluation_data(cfg, STAGES[split])
     model = evaluation_model(ckpt, cfg, datamodule)

@@ -60,7 +60,12 @@ def load_explainer(
         raise CamexpError(f"Give either --model {model} or --ckpt {ckpt}, not both.")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    target = torch.device(device)
+    try:
+        target = torch.device(device)
+    except RuntimeError as err:
+        raise CamexpError(f"--device {device}: {err}. Give cpu, cuda, cuda:1, ... or auto.") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise CamexpError(f"--device {device} but no CUDA GPU is usable here. Use --device auto or --device cpu.")
     if ckpt:
         net, name, names, size, normalize = _from_checkpoint(Path(ckpt))
     else:

@@ -12,6 +12,9 @@ half-written checkpoint. A file damaged some other way (a copy cut short) is det
 
 On SIGTERM or SIGUSR1 (preemption, Slurm's time-limit warning) `PreemptionCheckpoint` saves a
 resumable checkpoint at the next training batch boundary and exits with 128 + the signal number.
+
+A resume keeps the run's settings: `train.check_resume_changes` refuses changed ones unless
+resume_changes=allow, and `RunRecord` then lists them in resume_changes.yaml beside config.yaml.
 """
 
 from __future__ import annotations
@@ -21,17 +24,23 @@ import random
 import signal
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 
+from camexp import config
 from camexp.errors import CamexpError
+
+RESUME_CHANGES_FILE = "resume_changes.yaml"  # in the run dir: the settings changed by resumes (resume_changes=allow)
 
 
 class CheckpointError(CamexpError):
@@ -63,6 +72,38 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(temp, path)
         finally:
             temp.unlink(missing_ok=True)
+
+
+def record_resume_changes(run_dir: Path, ckpt_path: str, changes: dict[str, tuple]) -> Path:
+    """Append one entry to <run dir>/resume_changes.yaml: when, from which checkpoint, key: {old, new}."""
+    entry = {
+        "resumed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "checkpoint": str(ckpt_path),
+        "changes": {key: {"old": old, "new": new} for key, (old, new) in changes.items()},
+    }
+    path = Path(run_dir) / RESUME_CHANGES_FILE
+    with path.open("a") as f:  # a YAML list, one item per resume
+        f.write(yaml.safe_dump([entry], sort_keys=False))
+    return path
+
+
+class RunRecord(Callback):
+    """Rank 0 writes the run's config.yaml, and the settings a resume changed (resume_changes=allow) into
+    resume_changes.yaml, at fit start: after Lightning restored a resumed checkpoint's weights, so a resume
+    whose checkpoint does not fit its new settings fails with the run's record as it was."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, ckpt_path: str | None, changes: dict[str, tuple]) -> None:
+        self.cfg, self.run_dir, self.ckpt_path, self.changes = cfg, Path(run_dir), ckpt_path, changes
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        if self.changes:
+            path = record_resume_changes(self.run_dir, self.ckpt_path, self.changes)
+            listed = "; ".join(f"{key}: {old} -> {new}" for key, (old, new) in self.changes.items())
+            print(f"camexp: resuming with changed settings (resume_changes=allow): {listed}; see {path}",
+                  file=sys.stderr)  # fmt: skip
+        config.save(self.cfg, self.run_dir / "config.yaml")
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:

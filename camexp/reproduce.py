@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from camexp import config
 from camexp.errors import CamexpError
@@ -111,12 +110,12 @@ IGNORED_SETTINGS = ("resume",)  # how a run was (re)started, not what it compute
 def finished_run(run: PlannedRun, out: Path) -> Path | None:
     """The run's directory if it finished with exactly the planned settings; refuses a stale one."""
     experiment = out / "runs" / run.name
-    planned = OmegaConf.to_container(config.load(list(run.files), run.overrides))
+    planned = config.as_written(config.load(list(run.files), run.overrides))  # as config.yaml records it
     for run_dir in sorted(experiment.glob("version_*")):
         recorded_path = run_dir / "config.yaml"
         if not recorded_path.is_file():
             continue
-        recorded = OmegaConf.to_container(OmegaConf.load(recorded_path))
+        recorded = config.load_written(recorded_path)
         changed = [k for k in config.changed_keys(planned, recorded) if k not in IGNORED_SETTINGS]
         if changed:
             raise CamexpError(

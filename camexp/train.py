@@ -1,16 +1,19 @@
-"""`train(cfg)`: config -> data -> model -> callbacks -> loggers -> Trainer -> fit -> report. Reads top to bottom."""
+"""`train(cfg)`: config -> run directory and the checks before any work -> data -> model -> callbacks -> loggers
+-> Trainer -> fit -> report. Reads top to bottom."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
@@ -18,9 +21,9 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from camexp import config, data, faults
 from camexp.callbacks import CAMCallback
 from camexp.dashboards import EvaluationDashboards
-from camexp.errors import CamexpError, CheckpointMismatchError
+from camexp.errors import CamexpError, CheckpointMismatchError, ConfigError
 from camexp.models import CAMNet
-from camexp.report import results_table, write_results
+from camexp.report import read_results, results_table, write_results
 
 RUN_DIR_ENV = "CAMEXP_RUN_DIR"  # the run directory: set by rank 0 for the DDP workers it starts, or by a launch script
 RESUME_ENV = "CAMEXP_RESUME_CKPT"  # the checkpoint rank 0 resumes from ("" for none), for its DDP workers
@@ -105,6 +108,86 @@ def resolve_run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
     return experiment_dir / f"version_{versions[-1] + 1 if versions else 0}", None
 
 
+def check_resume_changes(cfg: DictConfig, run_dir: Path, ckpt_path: str | None) -> dict[str, tuple]:
+    """On a resume, the settings that differ from the run's config.yaml ({key: (old, new)};
+    config.RESUME_IGNORED aside), refused unless resume_changes=allow. Only reads: a refused resume
+    leaves the run directory as it was."""
+    saved = run_dir / "config.yaml"
+    if ckpt_path is None or not saved.is_file():
+        return {}
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    changes = config.resume_changes(config.as_written(cfg), config.load_written(saved), resolved)
+    if changes and cfg.resume_changes != "allow":
+        listed = "; ".join(f"{key}: {old} -> {new}" for key, (old, new) in changes.items())
+        raise CamexpError(
+            f"resume={cfg.resume} continues {run_dir}, but these settings differ from its config.yaml: {listed}. "
+            f"Its checkpoint was trained with the old values, so the run would mix two experiments. Resume with "
+            f"the run's own settings (leave these overrides out), start a new run (without resume), or add "
+            f"resume_changes=allow to continue with the new values: they are then listed in "
+            f"{run_dir / faults.RESUME_CHANGES_FILE} and written to config.yaml."
+        )
+    return changes
+
+
+def check_accelerator(accelerator: str, devices=None) -> None:
+    """A GPU that is not there (trainer.accelerator=gpu|cuda|mps), or more GPUs than there are, fails here in one
+    paragraph instead of deep inside Lightning."""
+    name = str(accelerator).lower()
+    if name in ("gpu", "cuda") and not torch.cuda.is_available():
+        built = "" if torch.version.cuda else "; this torch was built without CUDA"
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but no CUDA GPU is usable here (torch.cuda.is_available() is "
+            f"False{built}). Use trainer.accelerator=auto (the GPU when there is one, else the CPU) or "
+            f"trainer.accelerator=cpu; on a GPU machine, check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES."
+        )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but Apple's MPS is not available here. "
+            f"Use trainer.accelerator=auto or trainer.accelerator=cpu."
+        )
+    cuda = name in ("gpu", "cuda") or (name == "auto" and torch.cuda.is_available())
+    if cuda and isinstance(devices, int) and devices > torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(
+            f"trainer.devices={devices} but this machine has {count} visible GPU(s). Set trainer.devices to at most "
+            f"{count} (-1: all of them), or spread the processes over machines with trainer.num_nodes."
+        )
+
+
+def check_writable(folder: Path, what: str, fix: str) -> None:
+    """A folder that will be written into: refused when it, or the nearest part of it that exists, is a file
+    or cannot be written."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable (a read-only folder or file system)"
+    else:
+        return
+    raise ConfigError(f"Cannot write into {folder} ({what}): {problem}. {fix}")
+
+
+def check_before_work(cfg: DictConfig, run_dir: Path, run_dir_file: str | None = None) -> None:
+    """What would otherwise fail only after the data and model were built, or leave an empty run directory
+    behind: a GPU that is not there, a folder that cannot be written, W&B online without a login."""
+    check_accelerator(cfg.trainer.accelerator, cfg.trainer.devices)
+    if run_dir.is_relative_to(Path(cfg.logger.save_dir)):
+        fix = "Set logger.save_dir to a folder you can write (or fix its permissions)."
+        check_writable(run_dir, f"the run directory, under logger.save_dir={cfg.logger.save_dir}", fix)
+    else:  # resume=PATH, or a run directory given by CAMEXP_RUN_DIR
+        fix = "Copy the run directory somewhere writable and resume from the copy (or fix its permissions)."
+        check_writable(run_dir, "the run directory", fix)
+    if run_dir_file:
+        fix = "Give --run-dir-file a path in a folder you can write."
+        check_writable(Path(run_dir_file).parent, f"the folder of --run-dir-file {run_dir_file}", fix)
+    if cfg.logger.wandb.enabled:
+        from camexp.wandb_logging import check_login  # imports wandb: only when enabled
+
+        check_login()
+
+
 def quiet_synced_metric_warnings() -> None:
     """CAMCallback logs val/test values that its torchmetrics already reduced over the ranks; Lightning's
     advice to log them with sync_dist=True would reduce them twice, so silence it for those keys."""
@@ -136,8 +219,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     if w.enabled:
         from camexp.wandb_logging import build_wandb_logger  # imports wandb: only when enabled
 
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        loggers.append(build_wandb_logger(run_dir, resolved, w.project, w.entity, list(w.tags), w.log_model))
+        written = config.as_written(cfg)  # resolved, but ${oc.env:...} as written: no secrets in the W&B config
+        loggers.append(build_wandb_logger(run_dir, written, w.project, w.entity, list(w.tags), w.log_model))
     return loggers
 
 
@@ -157,8 +240,27 @@ def build_cam_callback(cfg: DictConfig, datamodule: data.CAMDataModule, protocol
     )
 
 
+def fit(trainer: pl.Trainer, model: CAMNet, datamodule: data.CAMDataModule, ckpt_path: str | None) -> None:
+    """trainer.fit; a resumed checkpoint whose weights do not fit the network (a change to it accepted with
+    resume_changes=allow) is named in one paragraph. Nothing was recorded yet (faults.RunRecord)."""
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except RuntimeError as err:
+        if ckpt_path is None or "Error(s) in loading state_dict" not in str(err):
+            raise
+        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), "")[:240]
+        raise CheckpointMismatchError(
+            f"{ckpt_path} does not fit the network these settings build ({detail}); the run's "
+            f"config.yaml is unchanged. Resume without the changes to the network (model.*, the number of classes), "
+            f"or start a new run without resume."
+        ) from None
+
+
 def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
     started = time.time()
+    run_dir, ckpt_path = resolve_run_dir(cfg)
+    resume_changes = check_resume_changes(cfg, run_dir, ckpt_path)  # before anything is written
+    check_before_work(cfg, run_dir, run_dir_file)
     quiet_synced_metric_warnings()
     pl.seed_everything(cfg.seed, workers=True)
 
@@ -169,7 +271,6 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
 
     model = build_model(cfg, num_classes, datamodule.class_names)
 
-    run_dir, ckpt_path = resolve_run_dir(cfg)
     cam_callback = build_cam_callback(cfg, datamodule)
     best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -188,6 +289,8 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
         faults.ExactResume(),  # a resumed run continues the data order and random stream where they were
         faults.PreemptionCheckpoint(run_dir / "checkpoints"),  # SIGTERM/SIGUSR1: checkpoint, exit 128 + signum
         LearningRateMonitor(logging_interval="step"),
+        # config.yaml (+ resume_changes.yaml) once a resumed checkpoint was restored into the model
+        faults.RunRecord(cfg, run_dir, ckpt_path, resume_changes),
     ]
     if cfg.trainer.checkpoint_every_n_steps > 0:  # a kill mid-epoch loses at most this many steps
         callbacks.append(
@@ -229,7 +332,6 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
     )
     wandb_logger = next((lg for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
     if trainer.is_global_zero:
-        config.save(cfg, run_dir / "config.yaml")
         faults.remove_stale_temporaries(run_dir)
         if wandb_logger is not None:
             from camexp.wandb_logging import remember_run_id
@@ -237,15 +339,24 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
             remember_run_id(wandb_logger, run_dir)
     try:
         with shared_with_workers(run_dir, ckpt_path):  # DDP workers re-run this command and inherit both
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            fit(trainer, model, datamodule, ckpt_path)
 
         results = dict(cam_callback.last_results)
+        kept = ckpt_path is not None and not results and (run_dir / "results.json").is_file()
+        if kept:  # resumed a run that had already finished: nothing was trained or evaluated now
+            results = read_results(run_dir)
         if trainer.is_global_zero:
-            results["wall_time_s"] = round(time.time() - started, 1)
-            write_results(run_dir, results)
+            if kept:
+                print(f"camexp: {run_dir} had already finished (trainer.max_epochs={cfg.trainer.max_epochs}); its "
+                      f"results.json and report.md are kept.", file=sys.stderr)  # fmt: skip
+            else:
+                results["wall_time_s"] = round(time.time() - started, 1)
+                write_results(run_dir, results)
             table = results_table(results, "val", cfg.model.name, cfg.model.pool, cfg.eval.method)
-            (run_dir / "report.md").write_text(f"# {cfg.name}\n\n{table}\n")
+            if not kept:
+                (run_dir / "report.md").write_text(f"# {cfg.name}\n\n{table}\n")
             if run_dir_file:
+                Path(run_dir_file).parent.mkdir(parents=True, exist_ok=True)
                 Path(run_dir_file).write_text(str(run_dir) + "\n")
             summary = _summary(cfg, run_dir, table, checkpoints, cam_callback, results)
             if wandb_logger is not None:
@@ -349,6 +460,7 @@ def validate(
     quiet_synced_metric_warnings()
     ckpt = faults.check_checkpoint(ckpt)
     cfg = checkpoint_config(ckpt, files, overrides, "validate")
+    check_accelerator(cfg.trainer.accelerator, cfg.trainer.devices)
     datamodule = evaluation_data(cfg, "validate")
     model = evaluation_model(ckpt, cfg, datamodule)
     cam_callback = build_cam_callback(cfg, datamodule)

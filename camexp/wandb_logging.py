@@ -4,12 +4,14 @@ Imported only when `logger.wandb.enabled=true` (this module imports wandb). Keys
 scalars `train/*`, `val/*`, `test/*` (logged by Lightning); per evaluation pass
 `{split}/cam_overlays` (images with predicted and GT boxes as W&B box data), `{split}/per_class`
 (table) and `{split}/loc_vs_threshold` (line plot). The resolved experiment config is the run config,
-so runs can be grouped and filtered by any key (e.g. `model.pool`). Offline (`WANDB_MODE=offline`)
+so runs can be grouped and filtered by any key (e.g. `model.pool`); values from environment variables
+stay as written (`${oc.env:...}`, `config.as_written`). Offline (`WANDB_MODE=offline`)
 everything lands under `<run dir>/wandb/offline-run-*`; `wandb sync` uploads it later.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,41 @@ from pytorch_lightning.loggers import WandbLogger
 from camexp import viz
 from camexp.callbacks import EvaluationSummary, OverlaySample
 from camexp.dashboards import PER_CLASS_COLUMNS, per_class_rows
+from camexp.errors import CamexpError
 
 RUN_ID_FILE = "wandb_run_id"  # in the run dir: a resumed run continues the same W&B run
+
+
+def _has_credentials(host: str) -> bool:
+    """Whether wandb.init would find credentials (WANDB_API_KEY, an identity token, netrc, its settings), looked
+    up as wandb does it but without prompting, printing or asking the server."""
+    try:
+        from wandb.sdk.lib import wbauth  # the lookup wandb.init itself does (recent wandb)
+    except ImportError:  # older wandb: its api key lookup reads the same places and never prompts
+        return bool(wandb.api.api_key)
+    try:
+        auth = wbauth.authenticate_session(host=host, source="camexp", prompt=False, update_session=False)
+    except wandb.errors.AuthenticationError as err:  # e.g. a malformed WANDB_API_KEY
+        raise CamexpError(
+            f"logger.wandb.enabled=true but W&B rejects the credentials found: {str(err).rstrip('.')}. "
+            f"Fix WANDB_API_KEY (or run `wandb login --relogin`), or log offline with WANDB_MODE=offline."
+        ) from None
+    return auth is not None
+
+
+def check_login() -> None:
+    """Online W&B without credentials fails inside wandb.init with a long UsageError, after the data and model
+    were built and the run directory made: refuse it before any work. Offline and disabled modes need none."""
+    settings = wandb.setup().settings  # WANDB_MODE, or the mode that `wandb offline` saved
+    if settings.mode in ("offline", "dryrun", "disabled") or _has_credentials(settings.base_url):
+        return
+    netrc = os.environ.get("NETRC", "~/.netrc")
+    raise CamexpError(
+        f"logger.wandb.enabled=true and W&B is online (WANDB_MODE={os.environ.get('WANDB_MODE', 'not set')}), "
+        f"but no W&B login was found for {settings.base_url} (no WANDB_API_KEY, no entry in {netrc}). "
+        f"Log in once with `wandb login` (or export WANDB_API_KEY=...), or log offline with WANDB_MODE=offline "
+        f"(the run goes to <run dir>/wandb; upload it later with `wandb sync`), or set logger.wandb.enabled=false."
+    )
 
 
 def build_wandb_logger(

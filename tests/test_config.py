@@ -87,3 +87,125 @@ def test_out_of_range_numbers_are_refused_naming_key_and_range(override, key):
 def test_range_edges_that_are_valid_load():
     cfg = config.load(None, ["eval.cam_threshold=0", "eval.iou_threshold=1", "data.num_workers=0", "optim.lr=1e-6"])
     assert cfg.eval.cam_threshold == 0 and cfg.eval.iou_threshold == 1
+
+
+@pytest.mark.parametrize(
+    "text, held", [("- a.yaml\n- b.yaml\n", "a list"), ("hello\n", "the single value 'hello'"), ("42\n", "'42'")]
+)
+def test_experiment_file_without_a_mapping_at_top_level_names_file_and_fix(tmp_path, text, held):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        config.load(bad)
+    message = str(err.value)
+    assert str(bad) in message and held in message and "camexp train a.yaml b.yaml" in message
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("${oc.env:CAMEXP_TEST_NOT_SET}", "environment variable CAMEXP_TEST_NOT_SET is not set"),
+        ("${nope.key}", "refers to a key that does not exist"),
+        ("${nosuchresolver:x}", "Unsupported interpolation type nosuchresolver"),
+    ],
+)
+def test_unresolvable_interpolation_names_key_and_fix(monkeypatch, tmp_path, value, expected):
+    monkeypatch.delenv("CAMEXP_TEST_NOT_SET", raising=False)
+    with pytest.raises(ConfigError, match=r"'data\.root' in the command-line overrides") as err:
+        config.load(DEFAULT, [f"data.root={value}"])
+    assert expected in str(err.value) and value in str(err.value)
+    in_file = tmp_path / "exp.yaml"
+    in_file.write_text(f"data:\n  root: '{value}'\n")
+    with pytest.raises(ConfigError, match=rf"'data\.root' in {in_file}"):
+        config.load(in_file)
+
+
+def test_environment_value_of_the_wrong_type_names_key(monkeypatch):
+    monkeypatch.setenv("CAMEXP_TEST_BATCH", "many")
+    with pytest.raises(ConfigError, match=r"Wrong type for config key 'data\.batch_size'"):
+        config.load(None, ["data.batch_size=${oc.env:CAMEXP_TEST_BATCH}"])
+
+
+@pytest.mark.parametrize("override", ["logger.wandb.tags=[a,${oc.env:T}]", "data.root=${oc.env:T", "data.root=${}"])
+def test_override_that_cannot_be_parsed_is_named_with_the_fix(override):
+    with pytest.raises(ConfigError) as err:
+        config.load(None, ["trainer.max_epochs=1", override])
+    assert f"Cannot parse the override {override!r}" in str(err.value) and "quote" in str(err.value)
+
+
+def test_environment_values_are_saved_as_written_and_load_again(monkeypatch, tmp_path):
+    # A real environment variable; `name` takes it through another key, `data.val_split` an ordinary interpolation.
+    monkeypatch.setenv("CAMEXP_TEST_SECRET", "s3cr3t-token")
+    overrides = ["data.root=/data/${oc.env:CAMEXP_TEST_SECRET}", "name=${data.root}"]
+    overrides.append("data.val_split=${data.train_split}")
+    cfg = config.load(DEFAULT, overrides)
+    assert cfg.data.root == cfg.name == "/data/s3cr3t-token"  # the config itself is resolved
+    path = config.save(cfg, tmp_path / "run" / "config.yaml")
+    text = path.read_text()
+    assert "s3cr3t-token" not in text
+    assert "root: /data/${oc.env:CAMEXP_TEST_SECRET}" in text and "name: ${data.root}" in text
+    assert "val_split: train" in text  # everything else is written resolved
+    assert config.as_written(cfg)["data"]["root"] == "/data/${oc.env:CAMEXP_TEST_SECRET}"
+
+    again = config.load(path)  # what `camexp validate CKPT` reads
+    assert again.data.root == "/data/s3cr3t-token" and again.data.val_split == "train"
+    assert config.resume_changes(config.as_written(cfg), config.load_written(path)) == {}
+    monkeypatch.setenv("CAMEXP_TEST_SECRET", "other")  # the run's setting is the variable, not its value
+    assert config.resume_changes(config.as_written(config.load(DEFAULT, overrides)), config.load_written(path)) == {}
+
+    # a config.yaml written before environment values were kept as written holds them resolved
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    monkeypatch.setenv("CAMEXP_TEST_SECRET", "s3cr3t-token")
+    written, resolved = config.as_written(cfg), OmegaConf.to_container(cfg, resolve=True)
+    assert config.resume_changes(written, config.load_written(path), resolved) == {}
+    assert list(config.resume_changes(written, config.load_written(path))) == ["data.root", "name"]
+
+
+def test_resume_changes_leave_out_how_a_run_is_executed_and_logged(tmp_path):
+    old = config.load(DEFAULT, ["trainer.max_epochs=3"])
+    saved = config.save(old, tmp_path / "config.yaml")
+    new = config.load(
+        DEFAULT,
+        [
+            "trainer.max_epochs=3",
+            "resume=last",
+            "trainer.enable_progress_bar=false",
+            "trainer.log_every_n_steps=1",
+            "trainer.accelerator=cpu",
+            "data.num_workers=0",
+            "eval.num_overlays=2",
+            "logger.save_dir=elsewhere",
+            "logger.wandb.enabled=true",
+        ],
+    )
+    assert config.resume_changes(config.as_written(new), config.load_written(saved)) == {}
+    changed = config.load(DEFAULT, ["trainer.max_epochs=4", "model.pool=max", "optim.lr=0.5", "trainer.devices=2"])
+    assert config.resume_changes(config.as_written(changed), config.load_written(saved)) == {
+        "model.pool": ("avg", "max"),
+        "optim.lr": (0.1, 0.5),  # experiments/synthloc_gap.yaml's
+        "trainer.devices": (1, 2),  # data.batch_size is per process: another global batch and data split
+        "trainer.max_epochs": (3, 4),  # the learning-rate schedule spans the planned steps
+    }
+
+
+def test_a_config_yaml_older_than_a_schema_key_has_no_changes(tmp_path):
+    cfg = config.load(DEFAULT)
+    saved = config.save(cfg, tmp_path / "config.yaml")
+    saved.write_text(saved.read_text().replace("resume_changes: refuse\n", ""))  # written before the key existed
+    assert "resume_changes" not in saved.read_text()
+    assert config.resume_changes(config.as_written(cfg), config.load_written(saved)) == {}
+
+
+def test_cli_takes_overrides_after_an_option(tmp_path, capsys):
+    from camexp.cli import build_parser, main, parse_args
+
+    args = parse_args(build_parser(), ["train", str(DEFAULT), "--run-dir-file", "f", "trainer.max_epochs=1"])
+    assert args.config == [str(DEFAULT), "trainer.max_epochs=1"] and args.run_dir_file == "f"
+    args = parse_args(build_parser(), ["validate", "x.ckpt", "--out", "m.json", "data.batch_size=8"])
+    assert (args.checkpoint, args.config, args.out) == ("x.ckpt", ["data.batch_size=8"], "m.json")
+    # the override after the option reaches the config: its typo is reported, not argparse's "unrecognized"
+    assert main(["train", str(DEFAULT), "--run-dir-file", str(tmp_path / "f"), "optim.lrr=0.1"]) == 2
+    assert "Unknown config key 'optim.lrr'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an unknown option is still refused
+        parse_args(build_parser(), ["train", str(DEFAULT), "--nope", "trainer.max_epochs=1"])
+    assert "unrecognized arguments: --nope" in capsys.readouterr().err

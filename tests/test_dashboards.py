@@ -151,3 +151,45 @@ def test_wandb_offline_and_tensorboard_get_metrics_overlays_tables_and_curve(tin
     assert overlay.encoded_image_string == (run_dir / "overlays" / "val_epoch001.png").read_bytes()
     assert "val/per_class/text_summary" in tags["tensors"]
     assert (run_dir / "wandb_run_id").read_text().strip() in offline[0].name
+
+
+@pytest.mark.slow
+def test_environment_values_reach_config_yaml_and_wandb_as_written(tiny_synthloc, tmp_path, monkeypatch, capsys):
+    # The data root stands for a secret: it comes from a real environment variable and must not be written out.
+    secret = str(tiny_synthloc)
+    save_dir = tmp_path / "logs"
+    overrides = tiny_overrides(
+        tiny_synthloc, save_dir, **{"data.root": "${oc.env:CAMEXP_TEST_ROOT}", "logger.wandb.enabled": "true"}
+    )
+    experiment = str(REPO / "experiments" / "synthloc_gap.yaml")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "CAMEXP_TEST_ROOT": secret}
+    env.pop("CAMEXP_RUN_DIR", None)
+    proc = subprocess.run([sys.executable, "-m", "camexp", "train", experiment, *overrides], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    run_dir = save_dir / "synthloc_gap" / "version_0"
+
+    saved = (run_dir / "config.yaml").read_text()
+    assert "root: ${oc.env:CAMEXP_TEST_ROOT}" in saved and secret not in saved
+    offline = next((run_dir / "wandb").glob("offline-run-*"))
+    wandb_config = {}
+    for record in read_wandb_records(next(offline.glob("run-*.wandb"))):
+        if record.WhichOneof("record_type") == "config":
+            wandb_config.update({item.key: json.loads(item.value_json) for item in record.config.update if item.key})
+    assert wandb_config["data"]["root"] == "${oc.env:CAMEXP_TEST_ROOT}"
+    assert wandb_config["data"]["synth"]["n_val"] == TINY_SYNTH["n_val"]  # the rest is there, resolved
+    leaked = [p for p in offline.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not leaked, leaked
+
+    # the run's config.yaml still loads (validate reads it), and a resume does not count the variable as a change
+    from camexp import config
+    from camexp.cli import main
+    from camexp.train import check_resume_changes
+
+    monkeypatch.setenv("CAMEXP_TEST_ROOT", secret)
+    monkeypatch.delenv("CAMEXP_RUN_DIR", raising=False)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert main(["validate", str(ckpt), "data.num_workers=0", "trainer.enable_progress_bar=false"]) == 0
+    assert "val/acc_top1" in capsys.readouterr().out
+    resumed = config.load(experiment, [*overrides, "resume=last"])
+    assert check_resume_changes(resumed, run_dir, str(ckpt)) == {}

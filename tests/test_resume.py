@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch.utils.data import TensorDataset
 
+from camexp import config
 from camexp.cli import main
 from camexp.data.resumable import ResumableDataLoader, ResumableDistributedSampler
 from camexp.faults import AtomicCheckpointIO, CheckpointError, check_checkpoint, newest_valid_checkpoint
@@ -383,3 +385,85 @@ def test_preemption_with_two_gloo_processes_stops_every_rank_at_the_same_step(ti
     full_dir = tmp_path / "logs" / "full" / "version_0"
     assert _val_metrics(run_dir) == _val_metrics(full_dir)
     assert _same_weights(run_dir / "checkpoints" / "last.ckpt", full_dir / "checkpoints" / "last.ckpt")
+
+
+# -- a resume keeps the run's settings: a change is refused before anything is written, or recorded -----------
+
+
+def _finished_tiny_run(tiny_synthloc, tmp_path: Path) -> tuple[list[str], Path]:
+    """One short epoch of the default experiment (in this process); the command's words and its run dir."""
+    common = [
+        str(REPO / "experiments" / "synthloc_gap.yaml"),
+        *tiny_overrides(tiny_synthloc, tmp_path / "logs", **{"trainer.checkpoint_every_n_steps": 0}),
+        "name=kept",
+    ]
+    assert main(["train", *common]) == 0
+    return common, tmp_path / "logs" / "kept" / "version_0"
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_tiny_run(tiny_synthloc, tmp_path_factory) -> tuple[list[str], Path]:
+    return _finished_tiny_run(tiny_synthloc, tmp_path_factory.mktemp("finished"))
+
+
+@pytest.mark.parametrize("resume", ["last", "auto", "PATH"])
+def test_resume_with_changed_settings_is_refused_before_anything_is_written(
+    resume, finished_tiny_run, capsys, monkeypatch
+):
+    monkeypatch.delenv("CAMEXP_RUN_DIR", raising=False)
+    common, run_dir = finished_tiny_run
+    before = _files(run_dir)
+    target = run_dir / "checkpoints" / "last.ckpt" if resume == "PATH" else resume
+    capsys.readouterr()
+    assert main(["train", *common, f"resume={target}", "model.pool=max", "optim.lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("camexp: error: ") and len(err.strip().splitlines()) == 1
+    assert "model.pool: avg -> max" in err and "optim.lr: 0.1 -> 0.5" in err, err
+    assert str(run_dir) in err and "resume_changes=allow" in err
+    assert _files(run_dir) == before  # config.yaml untouched, nothing new
+    assert [p.name for p in run_dir.parent.iterdir()] == ["version_0"]
+
+
+def test_resume_changing_only_how_it_runs_and_logs_is_not_refused(tiny_synthloc, tmp_path, monkeypatch):
+    monkeypatch.delenv("CAMEXP_RUN_DIR", raising=False)
+    common, run_dir = _finished_tiny_run(tiny_synthloc, tmp_path)
+    results = (run_dir / "results.json").read_text()
+    ignored = ["trainer.log_every_n_steps=1", "eval.num_overlays=2", "logger.tensorboard=false", "resume=last"]
+    assert main(["train", *common, *ignored]) == 0
+    assert not (run_dir / "resume_changes.yaml").exists()
+    saved = config.load(run_dir / "config.yaml")
+    assert saved.trainer.log_every_n_steps == 1 and saved.resume == "last"
+    assert (run_dir / "results.json").read_text() == results
+
+
+def test_resume_changes_allow_continues_and_records_old_and_new(tiny_synthloc, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CAMEXP_RUN_DIR", raising=False)
+    common, run_dir = _finished_tiny_run(tiny_synthloc, tmp_path)
+    capsys.readouterr()
+    changed = ["trainer.max_epochs=2", "optim.lr=0.5", "resume=last", "resume_changes=allow"]
+    assert main(["train", *common, *changed]) == 0
+    assert "resuming with changed settings (resume_changes=allow): optim.lr: 0.1 -> 0.5" in capsys.readouterr().err
+    record = yaml.safe_load((run_dir / "resume_changes.yaml").read_text())
+    assert len(record) == 1 and record[0]["checkpoint"] == str(run_dir / "checkpoints" / "last.ckpt")
+    assert record[0]["changes"] == {"optim.lr": {"old": 0.1, "new": 0.5}, "trainer.max_epochs": {"old": 1, "new": 2}}
+    saved = config.load(run_dir / "config.yaml")
+    assert saved.optim.lr == 0.5 and saved.trainer.max_epochs == 2 and saved.resume_changes == "allow"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # trained on
+
+
+def test_an_allowed_change_the_checkpoint_does_not_fit_leaves_the_run_as_it_was(
+    tiny_synthloc, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("CAMEXP_RUN_DIR", raising=False)
+    common, run_dir = _finished_tiny_run(tiny_synthloc, tmp_path)
+    config_yaml = (run_dir / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(["train", *common, "model.width=16", "resume=last", "resume_changes=allow"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the network" in err and "Traceback" not in err and "size mismatch" in err
+    assert (run_dir / "config.yaml").read_text() == config_yaml
+    assert not (run_dir / "resume_changes.yaml").exists()
