@@ -241,10 +241,19 @@ def build_cam_callback(cfg: DictConfig, datamodule: data.CAMDataModule, protocol
 
 
 def fit(trainer: pl.Trainer, model: CAMNet, datamodule: data.CAMDataModule, ckpt_path: str | None) -> None:
-    """trainer.fit; a resumed checkpoint whose weights do not fit the network (a change to it accepted with
+    """trainer.fit; a resumed checkpoint is read with weights_only=True whatever the torch version (a pickled
+    object in it is refused, never run), and one whose weights do not fit the network (a change accepted with
     resume_changes=allow) is named in one paragraph. Nothing was recorded yet (faults.RunRecord)."""
+    import pickle
+
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise faults.CheckpointError(
+            f"Cannot resume from {ckpt_path} safely (weights_only=True): {str(err).splitlines()[0][:200]} "
+            f"A camexp checkpoint holds only tensors and plain values; this one carries other objects. Resume from "
+            f"a checkpoint camexp wrote (resume=PATH), or start the run without resume."
+        ) from None
     except RuntimeError as err:
         if ckpt_path is None or "Error(s) in loading state_dict" not in str(err):
             raise

@@ -467,3 +467,29 @@ def test_an_allowed_change_the_checkpoint_does_not_fit_leaves_the_run_as_it_was(
     assert "does not fit the network" in err and "Traceback" not in err and "size mismatch" in err
     assert (run_dir / "config.yaml").read_text() == config_yaml
     assert not (run_dir / "resume_changes.yaml").exists()
+
+
+class _Payload:
+    """A pickled object: what a booby-trapped checkpoint would carry."""
+
+    def __reduce__(self):
+        return (print, ("payload ran",))
+
+
+def test_resume_reads_the_checkpoint_with_weights_only_and_refuses_a_payload_in_one_line(
+    finished_tiny_run, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("CAMEXP_RUN_DIR", raising=False)
+    common, run_dir = finished_tiny_run
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # our own file: trusted here
+    state["callbacks"]["payload"] = _Payload()
+    bad = tmp_path / "bad.ckpt"
+    torch.save(state, bad)
+    before = _files(run_dir)
+    capsys.readouterr()
+    assert main(["train", *common, f"resume={bad}"]) == 2
+    captured = capsys.readouterr()
+    assert "payload ran" not in captured.out + captured.err  # never unpickled, whatever torch's default
+    assert "weights_only=True" in captured.err and str(bad) in captured.err
+    assert "Traceback" not in captured.err
+    assert _files(run_dir) == before
