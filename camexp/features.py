@@ -116,12 +116,15 @@ def cached_features(
     batch_size: int = 32,
     num_workers: int = 0,
     desc: str = "features",
+    variant: str = "",
 ) -> SplitFeatures:
     """`extract`, read from `cache_dir` when this backbone's features of this split are there (instant), else
-    computed and written there (atomically: a killed extraction leaves no partial file)."""
+    computed and written there (atomically: a killed extraction leaves no partial file). variant: what else
+    decides the images beyond the split's files (e.g. the crop boxes of camexp.finegrained), part of the key."""
     if cache_dir is None:
         return extract(backbone, dataset, batch_size, num_workers, desc)
     key = f"{backbone_fingerprint(backbone.net)}_{split_fingerprint(dataset, backbone.input_size, backbone.normalize)}"
+    key += f"_{variant}" if variant else ""
     path = Path(cache_dir) / f"features_{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as stored:
