@@ -5,7 +5,9 @@ Only the wiring code (`cli`, `train`) reads this tree; everything else takes pla
 
 from __future__ import annotations
 
+import copy
 import difflib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,10 +311,11 @@ def _check_input_normalization(cfg: DictConfig, source: str) -> None:
 
 
 def save(cfg: DictConfig, path: str | Path) -> Path:
-    """Write the resolved config next to a run's logs so the run can be reproduced."""
+    """Write the resolved config next to a run's logs so the run can be reproduced; data.root is written
+    absolute (`with_absolute_data_root`), so evaluating the run from another folder reads the same data."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    path.write_text(OmegaConf.to_yaml(with_absolute_data_root(cfg), resolve=True))
     return path
 
 
@@ -331,3 +334,45 @@ def changed_keys(new: dict, old: dict, prefix: str = "") -> list[str]:
 def data_root(cfg: DictConfig) -> Path:
     """`data.root`, defaulting to data/<name>."""
     return Path(cfg.data.root) if cfg.data.root else Path("data") / cfg.data.name
+
+
+def with_absolute_data_root(cfg: DictConfig) -> DictConfig:
+    """A copy of `cfg` whose data.root is `data_root(cfg)` made absolute against the current folder (the
+    default data/<name> too): what a run's config.yaml records."""
+    out = copy.deepcopy(cfg)
+    read_only = OmegaConf.is_readonly(out)
+    OmegaConf.set_readonly(out, False)
+    out.data.root = os.path.abspath(data_root(cfg))
+    OmegaConf.set_readonly(out, read_only)
+    return out
+
+
+def check_recorded_data_root(cfg: DictConfig, run_config: Path) -> None:
+    """Refuse a relative data.root read from a run's config.yaml (runs saved before camexp recorded absolute
+    roots) when it does not exist from the current folder: it was relative to the folder the run was made
+    from, and reading or generating data here would evaluate something else. Names both paths and the fix."""
+    root = data_root(cfg)
+    if root.is_absolute() or root.exists():
+        return
+    here = Path.cwd()
+    made_in = _folder_run_was_made_in(cfg, run_config.parent)
+    hint = ""
+    if made_in is not None and (made_in / root).exists():
+        hint = f" It exists under {made_in}, where the run was made: pass data.root={made_in / root}."
+    raise ConfigError(
+        f"data.root {root} in {run_config} is relative to the folder the run was made from, and "
+        f"{here / root} does not exist from the current folder {here}; camexp will not read or generate data "
+        f"there.{hint} Run the command from the folder the run was made in, or pass data.root=/absolute/path "
+        f"(runs saved by this camexp record the absolute path)."
+    )
+
+
+def _folder_run_was_made_in(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """The folder above <logger.save_dir>/<name>/<version> when the run directory lies where a relative
+    save_dir put it; None otherwise."""
+    save_dir = Path(str(cfg.logger.save_dir))
+    parts = (*save_dir.parts, str(cfg.name))
+    run_dir = Path(os.path.abspath(run_dir))
+    if save_dir.is_absolute() or tuple(run_dir.parent.parts[-len(parts) :]) != parts:
+        return None
+    return run_dir.parents[len(parts)]

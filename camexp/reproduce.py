@@ -111,12 +111,13 @@ IGNORED_SETTINGS = ("resume",)  # how a run was (re)started, not what it compute
 def finished_run(run: PlannedRun, out: Path) -> Path | None:
     """The run's directory if it finished with exactly the planned settings; refuses a stale one."""
     experiment = out / "runs" / run.name
-    planned = OmegaConf.to_container(config.load(list(run.files), run.overrides))
+    planned = OmegaConf.to_container(config.with_absolute_data_root(config.load(list(run.files), run.overrides)))
     for run_dir in sorted(experiment.glob("version_*")):
         recorded_path = run_dir / "config.yaml"
         if not recorded_path.is_file():
             continue
-        recorded = OmegaConf.to_container(OmegaConf.load(recorded_path))
+        # data.root as config.save records it (absolute); older runs recorded it as written
+        recorded = OmegaConf.to_container(config.with_absolute_data_root(OmegaConf.load(recorded_path)))
         changed = [k for k in config.changed_keys(planned, recorded) if k not in IGNORED_SETTINGS]
         if changed:
             raise CamexpError(
