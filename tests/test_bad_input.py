@@ -5,6 +5,8 @@ import shutil
 import pytest
 
 from camexp.data import CUBDataModule
+from camexp.data.boxes import DegenerateBoxWarning
+from camexp.data.cub import read_cub
 from camexp.errors import CorruptImageError, DatasetError
 
 
@@ -51,3 +53,15 @@ def test_class_count_mismatch_fails_before_training(tiny_synthloc):
     with pytest.raises(DatasetError, match="model.num_classes=9"):
         dm.check_num_classes(9)
     assert dm.check_num_classes(None) == 4
+
+
+def test_negative_width_box_warning_shows_the_files_numbers_file_and_line(tiny_synthloc, tmp_path):
+    """The warning used to show the converted xyxy box ([10 12 5 18]) instead of what line 3 says."""
+    root = _copy(tiny_synthloc, tmp_path)
+    lines = (root / "bounding_boxes.txt").read_text().splitlines()
+    lines[2] = "3 10.0 12.0 -5.0 6.0"
+    (root / "bounding_boxes.txt").write_text("\n".join(lines) + "\n")
+    with pytest.warns(DegenerateBoxWarning) as caught:
+        read_cub(root)
+    message = str(caught[0].message)
+    assert str(root / "bounding_boxes.txt") in message and "line 3: box x 10 y 12 width -5 height 6" in message
