@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
 from camexp.cli_evaluate import add_evaluate_parsers
 from camexp.errors import CamexpError, user_message
+from camexp.outputs import output_folder
 
 
 def _split_configs(items: list[str]) -> tuple[list[str], list[str]]:
@@ -36,8 +39,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from camexp.synth import generate_synthloc
+    from camexp.synth import generate_synthloc, read_metadata
 
+    before = read_metadata(args.out)
     out = generate_synthloc(
         args.out,
         seed=args.seed,
@@ -48,13 +52,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
         version=args.version,
         part_dominance=args.part_dominance,
     )
-    print(f"SynthLoc written to {out}")
+    print(f"SynthLoc {_what_happened(before, read_metadata(out))} {out}")
     return 0
 
 
 def cmd_digits(args: argparse.Namespace) -> int:
-    from camexp.data.digits import generate_cluttered_mnist
+    from camexp.data.digits import generate_cluttered_mnist, read_metadata
 
+    before = read_metadata(args.out)
     out = generate_cluttered_mnist(
         args.out,
         seed=args.seed,
@@ -65,8 +70,17 @@ def cmd_digits(args: argparse.Namespace) -> int:
         scale_min=args.scale_min,
         scale_max=args.scale_max,
     )
-    print(f"Cluttered MNIST written to {out}")
+    print(f"Cluttered MNIST {_what_happened(before, read_metadata(out))} {out}")
     return 0
+
+
+def _what_happened(before: dict | None, after: dict | None) -> str:
+    """How a generator met its output folder, from the set's metadata before and after it ran."""
+    if before is None:
+        return "written to"
+    if before == after:
+        return "reused (the same parameters) at"
+    return "regenerated (the set there had other parameters) at"
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -80,9 +94,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from camexp.report import read_results, results_table
+    from camexp.report import check_split, read_results, results_table
 
     results = read_results(args.run_dir)
+    check_split(results, args.split, args.run_dir)
     cfg_path = Path(args.run_dir) / "config.yaml"
     run_cfg = OmegaConf.load(cfg_path) if cfg_path.is_file() else OmegaConf.create()
     model = run_cfg.get("model", {"name": "", "pool": "avg"})
@@ -121,7 +136,7 @@ def cmd_cam(args: argparse.Namespace) -> int:
 def cmd_photos(args: argparse.Namespace) -> int:
     from camexp.data.photos import copy_photos
 
-    files = copy_photos(Path(args.out))
+    files = copy_photos(output_folder(args.out, "--out"))
     print("\n".join(map(str, files)))
     print(f"{len(files)} packaged photos in {args.out}; try: camexp cam {args.out}", file=sys.stderr)
     return 0
@@ -136,7 +151,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             f"camexp reproduce takes benchmarks with --benchmarks, not as positional words ({', '.join(files)}): "
             f"camexp reproduce --benchmarks {' '.join(files)} [key=value ...]."
         )
-    report = reproduce(args.out, args.benchmarks, args.seeds, args.networks, overrides)
+    report = reproduce(output_folder(args.out, "--out"), args.benchmarks, args.seeds, args.networks, overrides)
     print(report.read_text())
     print(f"report  : {report}\nfigure  : {report.parent / 'reproduce.png'}", file=sys.stderr)
     return 0
@@ -367,9 +382,15 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: its status; 2 with one `camexp: error:` line for a CamexpError; 141 (128 + SIGPIPE,
+    as a shell tool killed by it) and no traceback when the reader of stdout went away (`camexp report | head`)."""
     args = parse_args(build_parser(), argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # inside the try: output still buffered would meet a closed pipe at exit
+        return status
+    except BrokenPipeError:
+        return _reader_gone()
     except CamexpError as err:
         print(f"camexp: error: {user_message(err)}", file=sys.stderr)
         return 2
@@ -378,3 +399,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"camexp: error: {user_message(err)}", file=sys.stderr)
             return 2
         raise
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed the pipe: point stdout at /dev/null so the interpreter's last flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a file descriptor
+        pass
+    return 128 + signal.SIGPIPE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from camexp.errors import CamexpError
+from camexp.outputs import output_file
 from camexp.wsoleval import CAM_CURVE_INTERVAL, IOU_THRESHOLDS_V2
 
 
@@ -18,6 +19,8 @@ def cmd_evaluate_maps(args: argparse.Namespace) -> int:
             "metadata folder and its maps folder), or neither."
         )
     _check_settings(args.cam_curve_interval, args.iou)
+    if args.json:
+        output_file(args.json, "--json")  # before the scoring pass
     if args.heldout_metadata:
         heldout = (args.heldout_metadata, args.heldout_maps)
     _, text = evaluate_maps(

@@ -452,12 +452,15 @@ def _check_input_normalization(cfg: DictConfig, source: str) -> None:
 
 def save(cfg: DictConfig, path: str | Path) -> Path:
     """Write the config (`as_written`: environment values unresolved) next to a run's logs, so the run can be
-    reproduced. Written to a temporary file and renamed: a reader (another DDP rank) never sees half a file."""
+    reproduced; data.root is written absolute (unless it came from the environment), so evaluating the run from
+    another folder reads the same data. Written to a temporary file and renamed: a reader (another DDP rank)
+    never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tree = absolute_data_root(as_written(cfg))
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temp.write_text(OmegaConf.to_yaml(OmegaConf.create(as_written(cfg))))
+        temp.write_text(OmegaConf.to_yaml(OmegaConf.create(tree)))
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
@@ -518,6 +521,8 @@ def resume_changes(new: dict, old: dict, new_resolved: dict | None = None) -> di
     environment values were kept as written hold them resolved."""
     missing = "<missing>"
     changes = {}
+    # data.root compared as config.yaml records it (absolute), whether either side wrote it relative or not
+    new, old = absolute_data_root(copy.deepcopy(new)), absolute_data_root(copy.deepcopy(old))
     for key in changed_keys(new, old):
         path = key.split(".")
         before = _get(old, path, missing)
@@ -530,3 +535,46 @@ def resume_changes(new: dict, old: dict, new_resolved: dict | None = None) -> di
 def data_root(cfg: DictConfig) -> Path:
     """`data.root`, defaulting to data/<name>."""
     return Path(cfg.data.root) if cfg.data.root else Path("data") / cfg.data.name
+
+
+def absolute_data_root(tree: dict[str, Any]) -> dict[str, Any]:
+    """A plain config tree whose data.root is made absolute against the current folder (the default data/<name>
+    too; an `${...}` value stays as written): what a run's config.yaml records, so the run is evaluated alike
+    from any folder."""
+    data = tree.get("data", {})
+    root = data.get("root")
+    if isinstance(root, str) and "${" in root:
+        return tree
+    data["root"] = os.path.abspath(root or Path("data") / str(data.get("name")))
+    return tree
+
+
+def check_recorded_data_root(cfg: DictConfig, run_config: Path) -> None:
+    """Refuse a relative data.root read from a run's config.yaml (runs saved before camexp recorded absolute
+    roots) when it does not exist from the current folder: it was relative to the folder the run was made
+    from, and reading or generating data here would evaluate something else. Names both paths and the fix."""
+    root = data_root(cfg)
+    if root.is_absolute() or root.exists():
+        return
+    here = Path.cwd()
+    made_in = _folder_run_was_made_in(cfg, run_config.parent)
+    hint = ""
+    if made_in is not None and (made_in / root).exists():
+        hint = f" It exists under {made_in}, where the run was made: pass data.root={made_in / root}."
+    raise ConfigError(
+        f"data.root {root} in {run_config} is relative to the folder the run was made from, and "
+        f"{here / root} does not exist from the current folder {here}; camexp will not read or generate data "
+        f"there.{hint} Run the command from the folder the run was made in, or pass data.root=/absolute/path "
+        f"(runs saved by this camexp record the absolute path)."
+    )
+
+
+def _folder_run_was_made_in(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """The folder above <logger.save_dir>/<name>/<version> when the run directory lies where a relative
+    save_dir put it; None otherwise."""
+    save_dir = Path(str(cfg.logger.save_dir))
+    parts = (*save_dir.parts, str(cfg.name))
+    run_dir = Path(os.path.abspath(run_dir))
+    if save_dir.is_absolute() or tuple(run_dir.parent.parts[-len(parts) :]) != parts:
+        return None
+    return run_dir.parents[len(parts)]

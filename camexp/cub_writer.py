@@ -16,6 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from camexp.errors import DatasetError, OutputExistsError
+
+
+class UnreadableMetadataError(DatasetError, ValueError):
+    """A generated set's metadata file exists but cannot be read (a ValueError, as callers have caught it)."""
+
 
 def read_metadata(root: str | Path, filename: str, dataset: str) -> dict | None:
     """The generation parameters of a complete set at `root` (its `filename`), or None if there is none."""
@@ -25,7 +31,7 @@ def read_metadata(root: str | Path, filename: str, dataset: str) -> dict | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError) as err:
-        raise ValueError(
+        raise UnreadableMetadataError(
             f"{path} is not a readable {dataset} metadata file ({err}); delete {root} and generate it again."
         ) from err
 
@@ -97,8 +103,8 @@ def generate_atomically(
     last, and rename it into place, so an interrupted run never looks complete.
 
     `out` holding a complete set whose metadata equals `wanted` is reused as is. One with other metadata
-    raises FileExistsError, or with `replace_stale` is replaced (only after the new set is complete); a
-    non-empty folder without the metadata file always raises. `describe` ("seed=0, ...") goes into errors.
+    raises OutputExistsError (a FileExistsError), or with `replace_stale` is replaced (only after the new set is
+    complete); a non-empty folder without the metadata file always raises. `describe` ("seed=0, ...") goes into errors.
     """
     out = Path(out)
     stale = False
@@ -112,9 +118,9 @@ def generate_atomically(
             stale = True
         else:
             what = f"a {dataset} set with other parameters" if found else f"files but no complete {dataset} set"
-            raise FileExistsError(
-                f"{out} already holds {what}. Delete it or pass another output folder to generate {dataset} "
-                f"({describe})."
+            raise OutputExistsError(
+                f"{out} {'already holds ' + what if out.is_dir() else 'is a file'}. Delete it or pass another "
+                f"output folder to generate {dataset} ({describe})."
             )
 
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"

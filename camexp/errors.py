@@ -11,6 +11,10 @@ class DatasetError(CamexpError):
     """A dataset is missing, malformed or does not fit the model (names the file/line and the fix)."""
 
 
+class CheckpointError(CamexpError):
+    """A checkpoint file is missing, truncated or not a checkpoint (the message names it and what to do)."""
+
+
 class CheckpointMismatchError(CamexpError):
     """A checkpoint does not fit the data it is asked to evaluate (names the checkpoint and the fix)."""
 
@@ -39,3 +43,7 @@ def user_message(err: BaseException) -> str:
 
 class ConfigError(CamexpError, ValueError):
     """A configuration problem; the message names the key, the file and the fix."""
+
+
+class OutputExistsError(CamexpError, FileExistsError):
+    """An output folder already holds something that must not be overwritten (the message names it)."""

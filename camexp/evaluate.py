@@ -24,6 +24,7 @@ from camexp.errors import CamexpError
 from camexp.eval_report import write_report, wsoleval_fractions
 from camexp.evaluate_maps import write_json
 from camexp.localization import BASELINES, baseline_prefix
+from camexp.outputs import output_folder
 from camexp.report import write_results
 from camexp.score_map_callback import ScoreMapCallback
 from camexp.train import (
@@ -97,12 +98,12 @@ def evaluate_checkpoint(
         raise CamexpError(f"--split must be val or test; got {split!r}.")
     if not Path(ckpt).is_file():
         raise CamexpError(f"No checkpoint file {ckpt}. Pass one written by camexp train (<run>/checkpoints/last.ckpt).")
-    ckpt = faults.check_checkpoint(ckpt)  # a damaged file: names it and the run's valid checkpoints
+    ckpt = faults.check_checkpoint(ckpt, "evaluate")  # a damaged file: names it and the run's valid checkpoints
     run_dir = run_dir_of(ckpt)
+    out = output_folder(Path(out_dir) if out_dir else run_dir / f"eval_{split}", "--out")  # before any work
     files, overrides = split_configs(config_args)
     cfg = checkpoint_config(ckpt, files, ["eval.heuristic_top5=true", *overrides], "evaluate")
     check_accelerator(cfg.trainer.accelerator)  # one process (devices=1), on the configured accelerator
-    out = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
     datamodule = evaluation_data(cfg, STAGES[split])
     model = evaluation_model(ckpt, cfg, datamodule)
     if cfg.eval.method == "cam" and not model.cam_capable:

@@ -10,7 +10,6 @@ inclusive pixel coordinates [x0, y0, x1, y1] of the original image.
 from __future__ import annotations
 
 import json
-import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,7 @@ from camexp.data.images import load_rgb_sized
 from camexp.data.transforms import eval_transform
 from camexp.errors import CamexpError, CorruptImageError, DatasetError
 from camexp.localization import boxes_from_cams, loose_and_tight_boxes
+from camexp.outputs import output_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -88,7 +88,7 @@ def _from_checkpoint(path: Path) -> tuple[nn.Module, str, list[str], int, str]:
     from camexp.faults import check_checkpoint
     from camexp.models import CAMNet
 
-    path = check_checkpoint(path)
+    path = check_checkpoint(path, "cam")
     model = CAMNet.from_checkpoint(path)
     size = model.hparams.get("input_size") or _run_config_input_size(path) or 224
     return model.net, str(path), model.class_names, int(size), model.hparams.get("normalize", "imagenet")
@@ -368,9 +368,7 @@ def run_cam_command(
     if top_k < 1:
         raise CamexpError(f"--top-k {top_k} must be at least 1.")
     files = image_files(paths)  # checked before the network loads
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise CamexpError(f"Cannot write into --out {out}: choose a writable folder.")
+    output_folder(out, "--out")  # a file or an unwritable folder is refused before the network loads
     explainer = load_explainer(model, ckpt, device=device)
     records, skipped, taken = [], [], set()
     from camexp import viz

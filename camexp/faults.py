@@ -38,13 +38,9 @@ from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 
 from camexp import config
-from camexp.errors import CamexpError
+from camexp.errors import CheckpointError  # defined beside the other user-facing errors; imported from here too
 
 RESUME_CHANGES_FILE = "resume_changes.yaml"  # in the run dir: the settings changed by resumes (resume_changes=allow)
-
-
-class CheckpointError(CamexpError):
-    """A checkpoint file is missing, truncated or not a checkpoint (the message names it)."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -115,20 +111,29 @@ def remove_stale_temporaries(run_dir: Path) -> None:
 def checkpoint_problem(path: Path) -> str | None:
     """Why `path` is not a readable checkpoint, or None if it is one.
 
-    torch.save writes a zip archive: a truncated file has no central directory, a damaged one fails
-    the CRC check. Reads the file once, without unpickling it.
+    torch.save writes a zip archive holding <name>/data.pkl: a file that is no zip at all is not a
+    checkpoint, a truncated one has no central directory, a damaged one fails the CRC check, and a zip
+    of other files (no data.pkl) is not a checkpoint either. Reads the file once, without unpickling it.
     """
     if not path.is_file():
-        return "no such file"
+        return "no such file" if not path.is_dir() else "it is a folder, not a checkpoint file"
     if path.stat().st_size == 0:
         return "the file is empty"
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        return "not a zip archive, so not a checkpoint that torch.save (camexp train) writes"
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
+            names = archive.namelist()
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         return f"not a complete checkpoint archive ({err}); the file is probably truncated"
     if bad is not None:
         return f"the archive member {bad} is damaged (CRC mismatch)"
+    if not any(name.endswith("/data.pkl") for name in names):
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        return f"a zip archive of other files ({shown or 'empty'}), not a PyTorch checkpoint (it has no data.pkl)"
     return None
 
 
@@ -140,19 +145,27 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), reverse=True)
 
 
-def check_checkpoint(path: str | Path) -> Path:
-    """`path` if it is a readable checkpoint; otherwise a CheckpointError naming it and the valid alternatives."""
+def check_checkpoint(path: str | Path, command: str = "train") -> Path:
+    """`path` if it is a readable checkpoint; otherwise a CheckpointError naming it, the run's newest valid
+    checkpoint and what to do, in the words of `command` (train: resume=...; evaluate, validate, cam)."""
     path = Path(path)
     problem = checkpoint_problem(path)
     if problem is None:
         return path
     others = [p for p in run_checkpoints(path.parent.parent) if p != path and checkpoint_problem(p) is None]
-    hint = (
-        f" The newest valid checkpoint of this run is {others[0]}: resume=" + str(others[0]) + " (or resume=last)."
-        if others
-        else " No other valid checkpoint was found next to it; start the run again without resume."
-    )
-    raise CheckpointError(f"Cannot use checkpoint {path}: {problem}.{hint}")
+    raise CheckpointError(f"Cannot use checkpoint {path}: {problem}. {_checkpoint_advice(command, others)}")
+
+
+def _checkpoint_advice(command: str, others: list[Path]) -> str:
+    """What to do instead of a bad checkpoint: resume= is train's option; the other commands take a path."""
+    if command == "train":
+        if others:
+            return f"The newest valid checkpoint of this run is {others[0]}: resume={others[0]} (or resume=last)."
+        return "No other valid checkpoint was found next to it; start the run again without resume."
+    usage = {"cam": "camexp cam --ckpt {} IMAGES ..."}.get(command, f"camexp {command} {{}} [key=value ...]")
+    if others:
+        return f"The newest valid checkpoint of this run is {others[0]}: {usage.format(others[0])}."
+    return f"Pass a checkpoint written by camexp train: {usage.format('<run>/checkpoints/last.ckpt')}."
 
 
 def newest_valid_checkpoint(run_dir: Path) -> Path | None:

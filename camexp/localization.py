@@ -34,13 +34,14 @@ def _cuts(maps: Tensor, row_max: Tensor, thresholds: Sequence[float]) -> tuple[n
     """T x N cuts of the paper rule (a pixel is kept when x >= cut) and which maps can have foreground.
 
     x >= low + t * span  <=>  (x - low) / span >= t, without dividing (keeps "exactly at t" exact);
-    a constant or non-finite map (span not > 0) has no foreground. The max comes from the row maxima.
+    a constant or non-finite map (span not a finite number > 0) has no foreground. The max comes from the row
+    maxima.
     """
     low, high = maps.flatten(1).amin(1), row_max.amax(1)
     span = high - low
     # float32 t * span, as `low + float(t) * span` computes it for one t (the scalar is cast to float32).
     scale = torch.tensor([float(t) for t in thresholds], dtype=maps.dtype)[:, None]
-    return (low[None] + scale * span[None]).numpy(), (span > 0).numpy()
+    return (low[None] + scale * span[None]).numpy(), ((span > 0) & torch.isfinite(span)).numpy()
 
 
 def _extents(maps: Tensor, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -73,6 +73,30 @@ def write_results(run_dir: Path, metrics: dict[str, float]) -> Path:
     return path
 
 
+def result_splits(metrics: dict[str, float]) -> list[str]:
+    """The splits a results.json holds metrics of ("val", "test"), from keys like 'val/acc_top1'."""
+    return sorted({key.split("/", 1)[0] for key in metrics if "/" in key})
+
+
+def check_split(metrics: dict[str, float], split: str, run_dir: str | Path) -> None:
+    """A CamexpError naming the splits the run does have when it has no `split` metrics (not an empty table)."""
+    splits = result_splits(metrics)
+    if split in splits:
+        return
+    from camexp.errors import CamexpError
+
+    run_dir = Path(run_dir)
+    evaluated = run_dir / f"eval_{split}"
+    if (evaluated / "results.json").is_file():
+        fix = f"`camexp evaluate --split {split}` wrote them to {evaluated}: camexp report {evaluated} --split {split}."
+    else:
+        fix = f"Pass --split {' or '.join(splits)}" if splits else "Report a run directory of `camexp train`"
+        if split in ("val", "test") and (run_dir / "checkpoints").is_dir():
+            fix += f", or compute them: camexp evaluate {run_dir / 'checkpoints' / 'last.ckpt'} --split {split}"
+        fix += "."
+    raise CamexpError(f"{run_dir / 'results.json'} has no {split} metrics; it has {', '.join(splits) or 'none'}. {fix}")
+
+
 def read_results(run_dir: str | Path) -> dict[str, float]:
     path = Path(run_dir) / "results.json"
     if not path.is_file():

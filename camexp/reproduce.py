@@ -110,12 +110,13 @@ IGNORED_SETTINGS = ("resume",)  # how a run was (re)started, not what it compute
 def finished_run(run: PlannedRun, out: Path) -> Path | None:
     """The run's directory if it finished with exactly the planned settings; refuses a stale one."""
     experiment = out / "runs" / run.name
-    planned = config.as_written(config.load(list(run.files), run.overrides))  # as config.yaml records it
+    planned = config.absolute_data_root(config.as_written(config.load(list(run.files), run.overrides)))
     for run_dir in sorted(experiment.glob("version_*")):
         recorded_path = run_dir / "config.yaml"
         if not recorded_path.is_file():
             continue
-        recorded = config.load_written(recorded_path)
+        # data.root as config.save records it (absolute); older runs recorded it as written
+        recorded = config.absolute_data_root(config.load_written(recorded_path))
         changed = [k for k in config.changed_keys(planned, recorded) if k not in IGNORED_SETTINGS]
         if changed:
             raise CamexpError(

@@ -50,7 +50,26 @@ def load_map(maps_dir: str | Path, image_id: str) -> np.ndarray:
         raise DatasetError(
             f"Score map {path} has shape {scoremap.shape} ({scoremap.dtype}); expected one numeric 2-D (H, W) map."
         )
+    check_no_infinity(scoremap, path, image_id)
     return scoremap
+
+
+def check_no_infinity(scoremap: np.ndarray, path: Path, image_id: str) -> None:
+    """A DatasetError naming the file, the image and the first pixel when a map holds +inf or -inf.
+
+    An infinite value leaves min-max normalization undefined (upstream's code turns the map into NaNs and then
+    into arbitrary uint8 values), so no score is honest. A NaN keeps upstream's documented rule: the whole map
+    scores as zeros."""
+    infinite = np.isinf(scoremap)
+    if not infinite.any():
+        return
+    row, col = (int(v) for v in np.argwhere(infinite)[0])
+    raise DatasetError(
+        f"Score map {path} for image {image_id!r} holds {int(infinite.sum())} infinite value(s), the first "
+        f"{scoremap[row, col]} at row {row}, column {col}; min-max normalization of such a map is undefined. "
+        f"Re-save the map with finite values (e.g. clip the overflow), or with NaN in their place to score the "
+        f"map as upstream scores a NaN map (all zeros: no box)."
+    )
 
 
 def missing_maps(maps_dir: str | Path, image_ids: list[str]) -> list[str]:

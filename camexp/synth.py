@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from camexp import cub_writer
+from camexp.errors import ConfigError  # a ValueError too
 
 SYNTHLOC_VERSION = 2  # the default; 1 is kept byte-identical for the "most discriminative part" experiment
 SUPPORTED_VERSIONS = (1, 2)
@@ -117,12 +118,12 @@ class SynthSample(NamedTuple):
 
 def _check_num_classes(num_classes: int) -> None:
     if not 2 <= num_classes <= MAX_CLASSES:
-        raise ValueError(f"SynthLoc supports 2..{MAX_CLASSES} classes, got num_classes={num_classes}")
+        raise ConfigError(f"SynthLoc supports 2..{MAX_CLASSES} classes, got num_classes={num_classes}")
 
 
 def _check_version(version: int) -> None:
     if version not in SUPPORTED_VERSIONS:
-        raise ValueError(f"SynthLoc version must be one of {SUPPORTED_VERSIONS}, got version={version}")
+        raise ConfigError(f"SynthLoc version must be one of {SUPPORTED_VERSIONS}, got version={version}")
 
 
 def class_spec(class_id: int, num_classes: int = 10, version: int = SYNTHLOC_VERSION) -> ClassSpec:
@@ -163,7 +164,7 @@ def _dial(part_dominance: float) -> tuple[float, float, float]:
 
 def _check_part_dominance(part_dominance: float) -> None:
     if not 0.0 <= float(part_dominance) <= 1.0:
-        raise ValueError(f"part_dominance must be in [0, 1], got {part_dominance}")
+        raise ConfigError(f"part_dominance must be in [0, 1], got {part_dominance}")
 
 
 def head_distribution(num_classes: int = 10, part_dominance: float = DEFAULT_PART_DOMINANCE) -> np.ndarray:
@@ -593,19 +594,20 @@ def generate_synthloc(
     renamed into place, with synthloc.json written last, so an interrupted run never looks complete.
     If `out` already holds a complete set with the same parameters (synthloc.json, version included) it
     is reused as is; a complete set made by another version or with other parameters is replaced by a
-    fresh one. A folder with files but no synthloc.json is never touched (FileExistsError).
+    fresh one. A folder with files but no synthloc.json is never touched (OutputExistsError, a FileExistsError).
+    Arguments out of range are a ConfigError (a ValueError) before anything is written.
     """
     out = Path(out)
     _check_num_classes(num_classes)
     if n_train < num_classes or n_val < num_classes:
-        raise ValueError(
+        raise ConfigError(
             f"n_train={n_train} and n_val={n_val} must each be at least num_classes={num_classes}, "
             "so every class appears in both splits."
         )
     if seed < 0:
-        raise ValueError(f"seed={seed} must be a non-negative integer.")
+        raise ConfigError(f"seed={seed} must be a non-negative integer.")
     if size < 32:
-        raise ValueError(f"size={size} is too small to draw objects with heads; use at least 32.")
+        raise ConfigError(f"size={size} is too small to draw objects with heads; use at least 32.")
     _check_version(version)
     _check_part_dominance(part_dominance)
     wanted = expected_metadata(seed, n_train, n_val, size, num_classes, version, part_dominance)

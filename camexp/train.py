@@ -23,6 +23,7 @@ from camexp.callbacks import CAMCallback
 from camexp.dashboards import EvaluationDashboards
 from camexp.errors import CamexpError, CheckpointMismatchError, ConfigError
 from camexp.models import CAMNet
+from camexp.outputs import check_writable, output_file
 from camexp.report import read_results, results_table, write_results
 
 RUN_DIR_ENV = "CAMEXP_RUN_DIR"  # the run directory: set by rank 0 for the DDP workers it starts, or by a launch script
@@ -152,21 +153,6 @@ def check_accelerator(accelerator: str, devices=None) -> None:
             f"trainer.devices={devices} but this machine has {count} visible GPU(s). Set trainer.devices to at most "
             f"{count} (-1: all of them), or spread the processes over machines with trainer.num_nodes."
         )
-
-
-def check_writable(folder: Path, what: str, fix: str) -> None:
-    """A folder that will be written into: refused when it, or the nearest part of it that exists, is a file
-    or cannot be written."""
-    existing = Path(folder)
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        problem = f"{existing} is a file, not a folder"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable (a read-only folder or file system)"
-    else:
-        return
-    raise ConfigError(f"Cannot write into {folder} ({what}): {problem}. {fix}")
 
 
 def check_before_work(cfg: DictConfig, run_dir: Path, run_dir_file: str | None = None) -> None:
@@ -411,7 +397,10 @@ def checkpoint_config(ckpt: Path, files: Sequence[str], overrides: Sequence[str]
             f"No config.yaml next to {ckpt} (expected {run_config}). "
             f"Pass the experiment file: camexp {command} {ckpt} experiments/NAME.yaml [key=value ...]."
         )
-    return config.load(list(files) or [run_config], overrides)
+    cfg = config.load(list(files) or [run_config], overrides)
+    if not files and not any(o.split("=", 1)[0].lstrip("+~") == "data.root" for o in overrides):
+        config.check_recorded_data_root(cfg, run_config)  # relative to another folder: refused, never generated
+    return cfg
 
 
 def evaluation_data(cfg: DictConfig, stage: str) -> data.CAMDataModule:
@@ -465,15 +454,18 @@ def validate(
 ) -> dict[str, float]:
     """Evaluate a checkpoint on the validation split with its run's config.yaml (or the given
     experiment files) + overrides, on 1..N processes (same metrics). Prints every metric; rank 0
-    writes them as JSON to `out` ({"metrics", "per_class", "curve"}). Overlays go to <run dir>/validate."""
+    writes them as JSON to `out` ({"metrics", "per_class", "curve"}). Overlays go to <run dir>/validate/overlays,
+    or with `out` beside it (<out's folder>/overlays): an explicit output leaves the run directory untouched."""
     quiet_synced_metric_warnings()
-    ckpt = faults.check_checkpoint(ckpt)
+    ckpt = faults.check_checkpoint(ckpt, "validate")
+    if out:
+        out = output_file(out, "--out")  # before any work
     cfg = checkpoint_config(ckpt, files, overrides, "validate")
     check_accelerator(cfg.trainer.accelerator, cfg.trainer.devices)
     datamodule = evaluation_data(cfg, "validate")
     model = evaluation_model(ckpt, cfg, datamodule)
     cam_callback = build_cam_callback(cfg, datamodule)
-    trainer = evaluation_trainer(cfg, [cam_callback], ckpt.parent.parent / "validate")
+    trainer = evaluation_trainer(cfg, [cam_callback], out.parent if out else ckpt.parent.parent / "validate")
     logged = trainer.validate(model, datamodule=datamodule, verbose=False)
     results = {key: float(value) for key, value in (logged[0] if logged else {}).items()}
     results.update(cam_callback.last_results)
@@ -483,10 +475,11 @@ def validate(
         lines = [f"== {ckpt} on {cfg.data.name}/{cfg.data.val_split}, {trainer.world_size} process(es) =="]
         lines += [f"{key:<{width}}  {value:.10g}" for key, value in results.items()]
         if out:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
             summary = cam_callback.last_summary.get("val")
             extra = {"per_class": summary.per_class, "curve": summary.curve} if summary else {}
-            Path(out).write_text(json.dumps({"metrics": results, **extra}, indent=2) + "\n")
+            out.write_text(json.dumps({"metrics": results, **extra}, indent=2) + "\n")
             lines.append(f"metrics written to {out}")
+        if cam_callback.last_overlay_path:
+            lines.append(f"CAM overlays: {cam_callback.last_overlay_path}")
         print("\n".join(lines), flush=True)
     return results

@@ -38,6 +38,8 @@ LAYOUT_HELP = (
     "see docs/evaluate.md."
 )
 Localization = Literal["auto", "boxes", "masks"]
+BOX_ROW = "image_id,x0,y0,x1,y1"  # localization.txt rows, one per box
+MASK_ROW = "image_id,mask,ignore mask"  # or one per instance mask
 
 
 @dataclass
@@ -75,13 +77,15 @@ class _MetadataFile:
     def error(self, line_no: int, line: str, reason: str) -> DatasetError:
         return line_error(self.path, line_no, line, reason, self.help_text)
 
-    def rows(self, count: int, meta: SplitMetadata) -> Iterator[tuple[int, str, list[str]]]:
-        """(line number, line, stripped fields) of rows with `count` comma-separated fields whose first
-        field is an image id listed in image_ids.txt."""
+    def rows(self, layout: str, meta: SplitMetadata, why: str = "") -> Iterator[tuple[int, str, list[str]]]:
+        """(line number, line, stripped fields) of rows with the comma-separated fields of `layout`
+        ("image_id,w,h") whose first field is an image id listed in image_ids.txt; `why` follows a wrong count."""
+        count = len(layout.split(","))
         for line_no, line in self.lines:
             fields = [part.strip() for part in line.split(",")]
             if len(fields) != count:
-                raise self.error(line_no, line, f"expected {count} comma-separated fields, found {len(fields)}")
+                reason = f"expected {count} comma-separated fields ({layout}), found {len(fields)}{why}"
+                raise self.error(line_no, line, reason)
             if fields[0] not in meta.line_of:
                 raise self.error(line_no, line, f"image {fields[0]!r} is not listed in image_ids.txt")
             yield line_no, line, fields
@@ -120,7 +124,7 @@ def read_image_ids(split_dir: str | Path, help_text: str = LAYOUT_HELP) -> Split
 def read_class_labels(split_dir: str | Path, meta: SplitMetadata, help_text: str = LAYOUT_HELP) -> None:
     """class_labels.txt into meta.labels: 0-based class indices."""
     source = _MetadataFile(Path(split_dir) / "class_labels.txt", help_text, "class label file")
-    for line_no, line, (image_id, label) in source.rows(2, meta):
+    for line_no, line, (image_id, label) in source.rows("image_id,class", meta):
         value = source.ints(line_no, line, [label])[0]
         if value < 0:
             raise source.error(line_no, line, "class labels are 0-based, >= 0")
@@ -130,7 +134,7 @@ def read_class_labels(split_dir: str | Path, meta: SplitMetadata, help_text: str
 def read_image_sizes(split_dir: str | Path, meta: SplitMetadata, help_text: str = LAYOUT_HELP) -> None:
     """image_sizes.txt into meta.sizes: the original (width, height), both positive."""
     source = _MetadataFile(Path(split_dir) / "image_sizes.txt", help_text, "image size file")
-    for line_no, line, (image_id, *size) in source.rows(3, meta):
+    for line_no, line, (image_id, *size) in source.rows("image_id,w,h", meta):
         width, height = source.ints(line_no, line, size)
         if width <= 0 or height <= 0:
             raise source.error(line_no, line, "width and height must be positive")
@@ -146,17 +150,19 @@ def read_localization(
 ) -> Localization:
     """localization.txt into meta.boxes (+ meta.box_lines) or meta.masks and meta.ignores; returns which.
 
-    kind "auto": mask rows if the first row has 3 fields, else box rows. Boxes stay as written (integer
-    original pixels, unclipped); strict_boxes rejects negative or inverted ones, as evaluate-maps needs.
-    The DataModule passes strict_boxes=False: it clips with image_sizes.txt and drops what has no area.
+    kind "auto": mask rows if most rows have 3 fields, box rows if most have 5 (a tie: the first row's kind).
+    Boxes stay as written (integer original pixels, unclipped); strict_boxes rejects negative or inverted ones,
+    as evaluate-maps needs. The DataModule passes strict_boxes=False: it clips with image_sizes.txt and drops
+    what has no area.
     """
     source = _MetadataFile(Path(split_dir) / "localization.txt", help_text, "localization file")
+    why = ""
     if kind == "auto":
-        kind = "masks" if source.lines and len(source.lines[0][1].split(",")) == 3 else "boxes"
+        kind, why = _row_kind(source.lines)
     if kind == "masks":
-        _read_masks(source, meta)
+        _read_masks(source, meta, why)
         return kind
-    for line_no, line, (image_id, *coords) in source.rows(5, meta):
+    for line_no, line, (image_id, *coords) in source.rows(BOX_ROW, meta, why):
         x0, y0, x1, y1 = source.ints(line_no, line, coords)
         if strict_boxes and (min(x0, y0) < 0 or x1 < x0 or y1 < y0):
             raise source.error(line_no, line, "a box needs 0 <= x0 <= x1 and 0 <= y0 <= y1")
@@ -172,9 +178,22 @@ def read_extra_masks(split_dir: str | Path, meta: SplitMetadata, help_text: str 
         _read_masks(_MetadataFile(path, help_text, "mask file"), meta)
 
 
-def _read_masks(source: _MetadataFile, meta: SplitMetadata) -> None:
+def _row_kind(lines: Sequence[tuple[int, str]]) -> tuple[Localization, str]:
+    """Box rows (5 fields) or mask rows (3 fields): what most rows are (the first row decides a tie), so one
+    malformed row, the first included, is reported as itself. Also the note for a row of the other count."""
+    counts = [len(line.split(",")) for _, line in lines]
+    boxes, masks = counts.count(len(BOX_ROW.split(","))), counts.count(len(MASK_ROW.split(",")))
+    kind: Localization = "masks" if masks > boxes or (masks == boxes and counts[:1] == [3]) else "boxes"
+    majority = masks if kind == "masks" else boxes
+    if majority == len(counts):
+        return kind, ""
+    row = "box" if kind == "boxes" else "mask"
+    return kind, f"; {majority} of the file's {len(counts)} rows are {row} rows, so this one is read as one too"
+
+
+def _read_masks(source: _MetadataFile, meta: SplitMetadata, why: str = "") -> None:
     """Mask rows; as upstream's get_mask_paths, the ignore mask is given on the image's first row only."""
-    for line_no, line, (image_id, mask, ignore) in source.rows(3, meta):
+    for line_no, line, (image_id, mask, ignore) in source.rows(MASK_ROW, meta, why):
         if not mask:
             raise source.error(line_no, line, "empty mask path")
         first = image_id not in meta.masks

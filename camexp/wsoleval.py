@@ -8,7 +8,8 @@ the tests and the baseline in ``benchmarks/bench_wsoleval.py``.
 The protocol, per image (reference behaviour, checked line by line):
 
 1. the CAM is cast to float64, resized to 224x224 with ``cv2.INTER_CUBIC`` and min-max normalized
-   (a NaN or constant map becomes all zeros)                        -- ``normalize_scoremap``;
+   (a NaN or constant map becomes all zeros; an infinite value too,
+   where the reference's result is undefined)                        -- ``normalize_scoremap``;
 2. GT boxes are scaled with ``int(x * 224 / W)``                      -- ``resize_gt_boxes``;
 3. the map is quantized ``q = (map * 255).astype(uint8)``; for each threshold ``tau`` of
    ``np.arange(0, 1, 0.001)`` the foreground is ``q > int(tau * max(q))``; its contours
@@ -87,7 +88,10 @@ def normalize_scoremap(cam: np.ndarray, size: tuple[int, int] = (RESIZE_LENGTH, 
 
     Same arithmetic as the reference (``inference.py``: ``t2n`` casts to float64, ``cv2.resize``
     with ``INTER_CUBIC``, then ``normalize_scoremap``): a map with a NaN, or a constant map,
-    becomes all zeros. Upstream passes ``images.shape[2:]`` (h, w) as cv2's (w, h) ``dsize``;
+    becomes all zeros. A map with an infinite value (a network's overflow) becomes all zeros too: the
+    reference turns it into NaN pixels that its uint8 cast then maps to arbitrary values, so no number
+    could match it. (``camexp evaluate-maps`` refuses an infinite value in a saved map file instead:
+    ``score_maps.load_map``.) Upstream passes ``images.shape[2:]`` (h, w) as cv2's (w, h) ``dsize``;
     that only matters for non-square sizes, where this function resizes to (height, width).
     """
     cam = np.asarray(cam, dtype=np.float64)
@@ -95,7 +99,7 @@ def normalize_scoremap(cam: np.ndarray, size: tuple[int, int] = (RESIZE_LENGTH, 
         raise ValueError(f"normalize_scoremap expects a 2-D (H, W) map; got shape {cam.shape}.")
     height, width = int(size[0]), int(size[1])
     resized = cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC)
-    if np.isnan(resized).any():
+    if not np.isfinite(resized).all():  # a NaN (the reference's rule) or an infinite value
         return np.zeros_like(resized)
     if resized.min() == resized.max():
         return np.zeros_like(resized)

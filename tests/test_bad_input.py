@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from camexp.data import CUBDataModule
+from camexp.data.boxes import DegenerateBoxWarning
+from camexp.data.cub import read_cub
 from camexp.errors import ConfigError, CorruptImageError, DatasetError
 
 
@@ -165,3 +167,15 @@ def test_wandb_online_without_a_login_is_refused_before_the_run_directory_is_mad
     proc = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert proc.returncode == 0 and "WANDB_API_KEY invalid" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_negative_width_box_warning_shows_the_files_numbers_file_and_line(tiny_synthloc, tmp_path):
+    """The warning used to show the converted xyxy box ([10 12 5 18]) instead of what line 3 says."""
+    root = _copy(tiny_synthloc, tmp_path)
+    lines = (root / "bounding_boxes.txt").read_text().splitlines()
+    lines[2] = "3 10.0 12.0 -5.0 6.0"
+    (root / "bounding_boxes.txt").write_text("\n".join(lines) + "\n")
+    with pytest.warns(DegenerateBoxWarning) as caught:
+        read_cub(root)
+    message = str(caught[0].message)
+    assert str(root / "bounding_boxes.txt") in message and "line 3: box x 10 y 12 width -5 height 6" in message

@@ -52,7 +52,9 @@ def test_saved_config_round_trips(tmp_path):
     cfg = config.load(DEFAULT, ["seed=7"])
     path = config.save(cfg, tmp_path / "run" / "config.yaml")
     again = config.load(path)
-    assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
+    # data.root is recorded absolute (the default data/<name> too), so the run evaluates alike from any folder
+    assert again.data.root == str(config.data_root(cfg).absolute())
+    assert OmegaConf.to_container(again) == config.absolute_data_root(OmegaConf.to_container(cfg))
 
 
 def test_cli_prints_one_paragraph_for_a_typo(tmp_path):

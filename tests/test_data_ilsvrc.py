@@ -93,6 +93,20 @@ def test_malformed_xml_names_file_and_line(tmp_path):
     assert str(xml) in str(err.value) and "line 12" in str(err.value)
 
 
+def test_xml_layout_errors_name_the_option_for_another_xml_folder(tmp_path):
+    """The VOC XML layout messages used to leave out data.extra.val_xml_dir, the way to point at the folder."""
+    root = write_ilsvrc(tmp_path / "ilsvrc", annotations="xml")
+    xml = root / "bbox_val" / "val" / "ILSVRC2012_val_00000002.xml"
+    xml.write_text(xml.read_text().replace("</xmin>", "</xmn>", 1))
+    with pytest.raises(DatasetError) as err:
+        _dm(root).setup("validate")
+    assert str(xml) in str(err.value) and "data.extra.val_xml_dir=PATH" in str(err.value)
+    shutil.rmtree(root / "bbox_val")
+    with pytest.raises(DatasetError) as err:
+        _dm(root).setup("validate")
+    assert "No validation labels" in str(err.value) and "Point data.extra.val_xml_dir at" in str(err.value)
+
+
 def test_xml_with_non_numeric_coordinate_names_file_and_line(tmp_path):
     root = write_ilsvrc(tmp_path / "ilsvrc", annotations="xml")
     xml = root / "bbox_val" / "val" / "ILSVRC2012_val_00000003.xml"
@@ -194,7 +208,7 @@ def test_class_count_mismatch_and_missing_annotations_fail_clearly(tmp_path):
     with pytest.raises(DatasetError, match="model.num_classes=1000 but the dataset has 3 classes"):
         dm.check_num_classes(1000)
     shutil.rmtree(root / "bbox_val")
-    with pytest.raises(DatasetError, match="LOC_val_solution.csv.*bbox_val"):
+    with pytest.raises(DatasetError, match="LOC_val_solution.csv.*bbox_val.*data.extra.val_xml_dir"):
         _dm(root).setup("validate")
     with warnings.catch_warnings():
         warnings.simplefilter("error")

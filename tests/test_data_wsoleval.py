@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from camexp.data import WSOLEvalDataModule
+from camexp.data.boxes import DegenerateBoxWarning
 from camexp.errors import ConfigError, DatasetError
 from tests.datasets_fixtures import write_wsoleval_boxes, write_wsoleval_openimages
 
@@ -72,6 +73,19 @@ def test_malformed_metadata_line_names_file_and_line(tmp_path, name, line, reaso
     with pytest.raises(DatasetError) as err:
         _dm(root, test_split="test").setup("test")
     assert str(path) in str(err.value) and "line 1" in str(err.value) and reason in str(err.value)
+
+
+def test_degenerate_box_warning_shows_the_rows_numbers(tmp_path):
+    """The warning used to show the box after clipping to the image, not the numbers of the row."""
+    root = write_wsoleval_boxes(tmp_path / "wsol")
+    loc = root / "metadata" / "CUB" / "test" / "localization.txt"
+    loc.write_text(loc.read_text() + "002.Auklet/t_2.jpg,400,10,500,60\n001.Albatross/t_1.jpg,90,50,20,70\n")
+    with pytest.warns(DegenerateBoxWarning) as caught:
+        _dm(root, test_split="test").setup("test")
+    message = str(caught[0].message)
+    assert str(loc) in message
+    assert "line 4 (002.Auklet/t_2.jpg): box x0 400 y0 10 x1 500 y1 60 (clipped to the 320 x 160 image)" in message
+    assert "line 5 (001.Albatross/t_1.jpg): box x0 90 y0 50 x1 20 y1 70;" in message  # inverted: nothing clipped
 
 
 def test_missing_split_file_and_missing_boxes_fail_before_evaluation(tmp_path):

@@ -180,6 +180,32 @@ def test_reused_when_parameters_match_regenerated_when_they_differ(tmp_path: Pat
     assert (foreign / "images").is_dir()
 
 
+def test_digits_command_says_written_reused_or_regenerated_and_refuses_bad_input(tmp_path: Path, capsys):
+    """`camexp digits --n-train 0` used to end in a ValueError traceback; a reused set was reported as written."""
+    from camexp.cli import main
+
+    out = tmp_path / "digits"
+    args = ["digits", "--out", str(out), "--n-train", "10", "--n-val", "10", "--size", "48", "--clutter", "1"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip() == f"Cluttered MNIST written to {out}"
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip() == f"Cluttered MNIST reused (the same parameters) at {out}"
+    assert main([*args, "--clutter", "0"]) == 0
+    regenerated = "Cluttered MNIST regenerated (the set there had other parameters)"
+    assert capsys.readouterr().out.strip() == f"{regenerated} at {out}"
+    assert read_metadata(out)["clutter"] == 0
+
+    assert main([*args, "--n-train", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("camexp: error: n_train=0 and n_val=10 must each be at least 10") and "Traceback" not in err
+    synth = tmp_path / "synthloc"
+    assert main(["synth", "--out", str(synth), "--n-train", "8", "--n-val", "4", "--size", "32",
+                 "--num-classes", "4"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["digits", "--out", str(synth), *args[3:]]) == 2  # another kind of set there: never replaced
+    assert f"camexp: error: {synth} already holds files but no complete cluttered_mnist set" in capsys.readouterr().err
+
+
 def test_datamodule_generates_on_first_use_and_regenerates_on_config_change(tmp_path: Path):
     from camexp import config, data
 

@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from camexp import wsoleval as W
 from camexp.wsol_scoring import WSOLResult, heldout_metrics
@@ -217,6 +219,50 @@ def test_malformed_metadata_line_names_the_file_and_line(box_split, tmp_path):
     assert (
         f"Malformed line 3 in {meta / 'localization.txt'}" in done.stderr and "'abc' is not an integer" in done.stderr
     )
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_an_infinite_value_in_a_saved_map_is_refused_and_a_nan_map_scores_as_zeros(box_split, tmp_path, value):
+    """+-inf used to end in a ValueError traceback (or a silently zeroed map): the saved file and its image id are
+    named. NaN keeps upstream's documented rule: the map scores as all zeros, digit for digit."""
+    import shutil
+
+    root, maps, _ = box_split
+    copied = tmp_path / "maps"
+    shutil.copytree(root / "maps_val", copied)
+    image_id = BOX_SET[1][0]
+    broken = maps[image_id].copy()
+    broken[2, 3] = value
+    np.save(copied / f"{image_id}.npy", broken)
+    out = tmp_path / "numbers.json"
+    done = run_cli("evaluate-maps", "--metadata", root / "meta", "--maps", copied, "--json", out, "--no-progress")
+    if np.isnan(value):
+        assert done.returncode == 0, done.stderr
+        v1, v2 = reference_box_counts({**maps, image_id: broken})
+        got = json.loads(out.read_text())
+        assert got["counts"]["hits_v1"] == v1[0].astype(int).tolist()
+        assert got["counts"]["hits_v2"] == v2.astype(int).tolist()
+        return
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert str(copied / f"{image_id}.npy") in done.stderr and repr(image_id) in done.stderr
+    assert "infinite value" in done.stderr and "row 2, column 3" in done.stderr and not out.exists()
+
+
+def test_a_first_localization_row_with_three_fields_is_reported_as_itself(box_split, tmp_path):
+    """It used to switch the file to mask rows and blame line 2 for having 5 fields."""
+    root, _, _ = box_split
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    for name in ("image_ids.txt", "image_sizes.txt", "class_labels.txt"):
+        (meta / name).write_text((root / "meta" / name).read_text())
+    rows = (root / "meta" / "localization.txt").read_text().splitlines()
+    rows[0] = rows[0].rsplit(",", 2)[0]  # image_id,x0,y0
+    (meta / "localization.txt").write_text("\n".join(rows) + "\n")
+    done = run_cli("evaluate-maps", "--metadata", meta, "--maps", root / "maps_val")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"Malformed line 1 in {meta / 'localization.txt'}" in done.stderr
+    assert "expected 5 comma-separated fields (image_id,x0,y0,x1,y1), found 3" in done.stderr
+    assert f"{len(rows) - 1} of the file's {len(rows)} rows are box rows" in done.stderr
 
 
 # -- held-out protocol ------------------------------------------------------------------------------
@@ -458,3 +504,183 @@ def test_validate_evaluate_and_evaluate_maps_score_border_crossing_boxes_alike(t
     assert validated["val/maxboxacc"] == pytest.approx(evaluated["maxboxacc"] / 100, abs=1e-6)
     assert validated["val/maxboxacc_v2"] == pytest.approx(evaluated["maxboxacc_v2"] / 100, abs=1e-6)
     assert validated["val/maxboxacc_threshold"] == pytest.approx(evaluated["maxboxacc_threshold"], abs=1e-6)
+
+
+# -- evaluate / validate / cam: bad checkpoints, outputs and data roots, refused before any work -------------
+
+
+def fake_run(tiny_synthloc, folder, **overrides):
+    """A run directory as `camexp train` leaves it (config.yaml of the tiny set) with no checkpoint yet."""
+    from camexp import config
+
+    run = folder / "lightning_logs" / "synthloc_gap" / "version_0"
+    cfg = config.load(REPO / "experiments" / "synthloc_gap.yaml", tiny_overrides(tiny_synthloc, folder, **overrides))
+    config.save(cfg, run / "config.yaml")
+    (run / "checkpoints").mkdir()
+    return run
+
+
+def torch_file(path, payload) -> None:
+    """A real torch.save file: a zip with data.pkl, as a checkpoint is, holding `payload`."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+
+
+def command_line(command: str, ckpt, tiny_synthloc, out, overrides: tuple[str, ...] = ()) -> list[str]:
+    if command == "cam":
+        return ["cam", str(tiny_synthloc / "images"), "--ckpt", str(ckpt), "--device", "cpu", "--workers", "0",
+                "--out", str(out)]  # fmt: skip
+    return [command, str(ckpt), "trainer.enable_progress_bar=false", *overrides, "--out", str(out)]
+
+
+def error_line(capsys) -> str:
+    """The one `camexp: error:` line of a refused command (and no traceback)."""
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("camexp: error:")]
+    assert len(lines) == 1 and "Traceback" not in captured.err + captured.out, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "validate", "cam"])
+@pytest.mark.parametrize("content", ["zip of a text file", "a tensor"])
+def test_a_file_that_is_not_a_checkpoint_is_one_line_naming_it(tiny_synthloc, tmp_path, capsys, command, content):
+    """A zip that holds no data.pkl is refused on sight; a real torch file of something else (which used to end
+    in an IndexError traceback) when it fails to load. Both name the file, and neither suggests resume=."""
+    import zipfile
+
+    import torch
+
+    from camexp.cli import main
+
+    ckpt = fake_run(tiny_synthloc, tmp_path) / "checkpoints" / "last.ckpt"
+    if content == "a tensor":
+        torch_file(ckpt, torch.zeros(3))
+    else:
+        with zipfile.ZipFile(ckpt, "w") as archive:
+            archive.writestr("notes.txt", "not a checkpoint\n")
+    assert main(command_line(command, ckpt, tiny_synthloc, tmp_path / "out")) == 2
+    message = error_line(capsys)
+    assert str(ckpt) in message and "resume=" not in message
+    assert ("no data.pkl" in message) if content != "a tensor" else ("not a camexp checkpoint" in message)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "validate", "cam"])
+def test_a_truncated_checkpoint_names_the_runs_valid_one_in_the_commands_words(tiny_synthloc, tmp_path, capsys,
+                                                                                  command):
+    """evaluate used to advise resume=, an option of train only."""
+    import time
+
+    import torch
+
+    from camexp.cli import main
+
+    checkpoints = fake_run(tiny_synthloc, tmp_path) / "checkpoints"
+    older = checkpoints / "step0000002.ckpt"
+    torch_file(older, {"state_dict": {"w": torch.ones(1000)}})
+    time.sleep(0.02)
+    newer = checkpoints / "last.ckpt"
+    torch_file(newer, {"state_dict": {"w": torch.ones(1000)}})
+    newer.write_bytes(newer.read_bytes()[: newer.stat().st_size // 2])
+    assert main(command_line(command, newer, tiny_synthloc, tmp_path / "out")) == 2
+    message = error_line(capsys)
+    assert str(newer) in message and "truncated" in message and "resume" not in message
+    usage = f"camexp cam --ckpt {older}" if command == "cam" else f"camexp {command} {older}"
+    assert usage in message
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path):
+    """A real folder nobody here can create anything in: a 0o500 folder, or for root (whom permission bits do
+    not stop) /sys, where the kernel refuses new entries to everyone."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o500)
+        yield folder
+        folder.chmod(0o700)
+        return
+    try:
+        (Path("/sys") / "camexp-write-probe").mkdir()
+    except OSError:
+        yield Path("/sys")
+        return
+    (Path("/sys") / "camexp-write-probe").rmdir()
+    pytest.skip("/sys accepts new folders on this machine: no folder that root cannot write into")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "validate", "cam"])
+@pytest.mark.parametrize("where", ["an existing file", "an unwritable folder"])
+def test_an_unwritable_out_is_refused_before_any_work(tiny_synthloc, tmp_path, capsys, unwritable_folder, command,
+                                                      where):
+    """evaluate used to find out only after the whole pass (cam with a FileExistsError / PermissionError
+    traceback). The data root points at a fresh folder: any work would generate SynthLoc there first."""
+
+    from camexp.cli import main
+
+    ckpt = fake_run(tiny_synthloc, tmp_path) / "checkpoints" / "last.ckpt"
+    torch_file(ckpt, {"state_dict": {}})
+    blocker = tmp_path / "a_file"
+    blocker.write_text("taken\n")
+    name = "metrics.json" if command == "validate" else "out"  # validate --out takes a file, the others a folder
+    parent = blocker if where == "an existing file" else unwritable_folder
+    out = blocker if where == "an existing file" and command != "validate" else parent / name
+    fresh = tmp_path / "fresh_synthloc"
+    assert main(command_line(command, ckpt, tiny_synthloc, out, (f"data.root={fresh}",))) == 2
+    message = error_line(capsys)
+    assert "--out" in message and str(out) in message
+    assert not fresh.exists() and not (parent / name).exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "validate"])
+def test_a_relative_data_root_of_an_older_run_is_not_read_from_another_folder(tiny_synthloc, tmp_path, monkeypatch,
+                                                                              capsys, command):
+    """Runs saved before camexp recorded data.root absolute hold it as written. Evaluated from another folder it
+    used to resolve there (and generate SynthLoc there): now refused, naming both paths and where it exists."""
+    import shutil
+
+    from camexp import config
+    from camexp.cli import main
+
+    made_in = tmp_path / "project"
+    shutil.copytree(tiny_synthloc, made_in / "data" / "synthloc")
+    run = made_in / "lightning_logs" / "synthloc_gap" / "version_0"
+    cfg = config.load(REPO / "experiments" / "synthloc_gap.yaml",
+                      tiny_overrides("data/synthloc", "lightning_logs"))  # fmt: skip
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg))  # what older camexp saved: the root as written
+    torch_file(run / "checkpoints" / "last.ckpt", {"state_dict": {}})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main([command, str(run / "checkpoints" / "last.ckpt")]) == 2
+    message = error_line(capsys)
+    assert f"data.root data/synthloc in {run / 'config.yaml'}" in message
+    assert str(elsewhere / "data" / "synthloc") in message and f"data.root={made_in / 'data' / 'synthloc'}" in message
+    assert not (elsewhere / "data").exists()  # nothing generated here
+
+
+def test_a_saved_run_config_records_the_absolute_data_root(tmp_path, monkeypatch):
+    from camexp import config
+
+    monkeypatch.chdir(tmp_path)
+    for root, expected in ((None, tmp_path / "data" / "synthloc"), ("sets/../sets/x", tmp_path / "sets" / "x")):
+        cfg = config.load(REPO / "experiments" / "synthloc_gap.yaml", [f"data.root={root}"] if root else [])
+        saved = config.save(cfg, tmp_path / "run" / "config.yaml")
+        assert config.load(saved).data.root == str(expected)
+
+
+@pytest.mark.slow
+def test_validate_with_out_writes_its_overlays_beside_the_file_and_nothing_into_the_run(tiny_run, tmp_path, capsys):
+    """validate --out FILE used to write the overlays into <run>/validate all the same."""
+    from camexp.cli import main
+
+    before = sorted(tiny_run.rglob("*"))
+    out = tmp_path / "results" / "metrics.json"
+    assert main(["validate", str(tiny_run / "checkpoints" / "last.ckpt"), "trainer.enable_progress_bar=false",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert json.loads(out.read_text())["metrics"]["val/num_images"] == 21
+    overlays = sorted((out.parent / "overlays").glob("*.png"))
+    assert overlays and f"CAM overlays: {overlays[0]}" in capsys.readouterr().out
+    assert sorted(tiny_run.rglob("*")) == before  # the run directory is left as it was

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
+from camexp.cam import normalize_cams
 from camexp.localization import (
     best_iou_per_image,
     box_hits_sweep,
@@ -40,6 +41,14 @@ def test_min_max_normalization_before_threshold():
 
 def test_constant_map_gives_empty_box():
     assert boxes_from_cams(torch.ones(2, 5, 5), 0.2).tolist() == [[0, 0, 0, 0]] * 2
+
+
+def test_map_with_a_nan_or_an_infinite_value_gives_empty_box():
+    # as normalize_cams makes such a map all zeros: no foreground, whichever function sees it first
+    cams = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    cams[0, 2, 3], cams[1, 5, 5], cams[2, 1, 1] = float("inf"), -float("inf"), float("nan")
+    assert boxes_from_cams(cams, 0.2).tolist() == [[0, 0, 0, 0]] * 3
+    assert boxes_from_cams(normalize_cams(cams), 0.2).tolist() == [[0, 0, 0, 0]] * 3
 
 
 def test_equal_components_tie_to_first_in_raster_order():

@@ -86,6 +86,29 @@ def test_a_bad_override_fails_before_any_run(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_finished_run_is_found_whether_its_config_recorded_data_root_absolute_or_as_written(tmp_path, monkeypatch):
+    """config.yaml records data.root absolute (config.save); the plan leaves it unset (data/<name>), and runs saved
+    before record it as written. All three are the same setting: the finished run is reused, not refused."""
+    from omegaconf import OmegaConf
+
+    from camexp import config
+    from camexp.reproduce import finished_run
+
+    monkeypatch.chdir(tmp_path)
+    (run,) = plan_runs([REPO / "experiments" / "synthloc_gap.yaml"], [0], ["gap"], tmp_path)
+    run_dir = tmp_path / "runs" / run.name / "version_0"
+    cfg = config.load(list(run.files), run.overrides)
+    config.save(cfg, run_dir / "config.yaml")
+    (run_dir / "results.json").write_text("{}")
+    assert config.load(run_dir / "config.yaml").data.root == str(tmp_path / "data" / "synthloc")
+    assert finished_run(run, tmp_path) == run_dir
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))  # as older camexp saved it
+    assert finished_run(run, tmp_path) == run_dir
+    config.save(config.load(list(run.files), [*run.overrides, "data.root=elsewhere"]), run_dir / "config.yaml")
+    with pytest.raises(CamexpError, match="data.root"):
+        finished_run(run, tmp_path)
+
+
 def _tiny_benchmarks(tmp_path: Path, synth_root: Path) -> list[Path]:
     """Both embedded benchmarks, shrunk: their own YAMLs with a tiny data set and a short epoch."""
     common = {"trainer": {"max_epochs": 1}, "data": {"batch_size": 16, "num_workers": 0, "input_size": 64,

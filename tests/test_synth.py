@@ -133,6 +133,34 @@ def test_existing_output_is_reused_when_parameters_match_else_regenerated(small_
         generate_synthloc(partial, **SMALL)
 
 
+def test_synth_command_says_written_reused_or_regenerated_and_refuses_bad_input(tmp_path: Path, capsys):
+    """`camexp synth --n-train 0` used to end in a ValueError traceback; a reused set was reported as written."""
+    from camexp.cli import main
+
+    out = tmp_path / "synthloc"
+    args = ["synth", "--out", str(out), "--n-train", "8", "--n-val", "4", "--size", "32", "--num-classes", "4"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip() == f"SynthLoc written to {out}"
+    stamp = (out / METADATA_FILE).stat().st_mtime_ns
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip() == f"SynthLoc reused (the same parameters) at {out}"
+    assert (out / METADATA_FILE).stat().st_mtime_ns == stamp
+    assert main([*args, "--seed", "1"]) == 0  # a set made with other parameters: replaced, as the data module does
+    assert capsys.readouterr().out.strip() == f"SynthLoc regenerated (the set there had other parameters) at {out}"
+    assert read_metadata(out)["seed"] == 1
+
+    assert main([*args, "--n-train", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("camexp: error: n_train=0 and n_val=4 must each be at least num_classes=4") and (
+        "Traceback" not in err
+    )
+    foreign = tmp_path / "foreign"
+    (foreign / "images").mkdir(parents=True)  # not a SynthLoc set: never touched
+    assert main(["synth", "--out", str(foreign), *args[3:]]) == 2
+    assert f"camexp: error: {foreign} already holds files but no complete SynthLoc set" in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["images"]
+
+
 def test_datamodule_regenerates_a_set_of_another_version_and_never_reads_it(tmp_path: Path):
     root = tmp_path / "synthloc"
     synth = {k: v for k, v in SMALL.items() if k != "progress"}

@@ -131,6 +131,23 @@ def test_constant_or_nan_map_gives_zeros_and_the_empty_box(cam):
     assert not W.box_hits_per_threshold(m, np.array([[0, 0, 9, 9]])).any()
 
 
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinite_value_gives_zeros_where_the_reference_is_undefined(value):
+    """The reference's min-max of a map with +-inf leaves NaN pixels (then cast to arbitrary uint8 values);
+    normalize_scoremap scores such a map (a network's overflow) as NaN maps are scored: all zeros, no box."""
+    cam = smooth_map_14()
+    cam[3, 4] = value
+    assert np.isnan(W.reference_normalize_scoremap(cam)).any()  # what upstream would go on with
+    m = W.normalize_scoremap(cam)
+    assert m.shape == (224, 224) and np.isfinite(m).all() and not m.any()
+    assert boxes_at(m, multi=True) == [[0, 0, 0, 0]]
+
+
+def smooth_map_14() -> np.ndarray:
+    yy, xx = np.mgrid[0:14, 0:14]
+    return np.exp(-((yy - 6.0) ** 2 + (xx - 8.0) ** 2) / 8.0)
+
+
 def test_cut_is_truncated_fraction_of_the_quantized_max():
     # q values 0, 100, 200; max 200. tau = 0.5 -> cut int(100.0) = 100 -> only 200 survives.
     m = blocks((10, 10), (1, 1, 2, 2), value=100 / 255 + 1e-9)

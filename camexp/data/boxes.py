@@ -43,11 +43,13 @@ class BoxReport:
         self.source = source
         self.dropped: list[str] = []
 
-    def keep(self, box: Sequence[float], where: str) -> bool:
-        """True when the xyxy box has an area; otherwise remember it (with `where`) and return False."""
+    def keep(self, box: Sequence[float], where: str, as_written: str | None = None) -> bool:
+        """True when the xyxy box has an area; otherwise remember it and return False. The warning shows
+        `where` (the line) and `as_written`, the box as the file gives it (e.g. "x 10 y 20 width -5 height 8"
+        for CUB's x y w h), or else the xyxy numbers."""
         if not is_degenerate(np.asarray(box, dtype=np.float64))[0]:
             return True
-        self.dropped.append(f"{where}: box {_fmt(box)}")
+        self.dropped.append(f"{where}: box {as_written or _fmt(box)}")
         return False
 
     def warn(self) -> None:
@@ -81,12 +83,13 @@ def clean_boxes(boxes: np.ndarray, image_size: tuple[int, int], image: str, sour
     if not keep.any():
         raise DatasetError(
             f"Every GT box of {image} lies outside the image ({width} x {height}) after clipping: {outside} "
-            f"(from {source}). The annotation does not match the image; fix or remove it."
+            f"(x0 y0 x1 y1 in original pixels, from {source}). The annotation does not match the image; fix or "
+            f"remove it."
         )
     warnings.warn(
         DegenerateBoxWarning(
-            f"Dropped GT box(es) {outside} of {image} (from {source}): outside the image "
-            f"({width} x {height}) after clipping."
+            f"Dropped GT box(es) {outside} (x0 y0 x1 y1 in original pixels) of {image} (from {source}): outside "
+            f"the image ({width} x {height}) after clipping."
         ),
         stacklevel=2,
     )

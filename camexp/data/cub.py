@@ -140,7 +140,7 @@ def read_cub(root: str | Path) -> CUBRecords:
             )
         seen[image_id, x, y, w, h] = line_no
         first_line.setdefault(image_id, line_no)
-        if report.keep([x, y, x + w, y + h], f"line {line_no}"):
+        if report.keep([x, y, x + w, y + h], f"line {line_no}", f"x {x:g} y {y:g} width {w:g} height {h:g}"):
             boxes.setdefault(image_id, []).append([x, y, x + w, y + h])
             box_lines.setdefault(image_id, []).append(line_no)
     report.warn()

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from camexp import cub_writer
-from camexp.errors import DatasetError
+from camexp.errors import ConfigError, DatasetError
 
 DIGITS_VERSION = 1
 METADATA_FILE = "cluttered_mnist.json"
@@ -250,18 +250,20 @@ def generate_cluttered_mnist(
     parameters is reused; one with other parameters or another DIGITS_VERSION is regenerated in its place.
     """
     if n_train < NUM_CLASSES or n_val < NUM_CLASSES:
-        raise ValueError(
+        raise ConfigError(
             f"n_train={n_train} and n_val={n_val} must each be at least {NUM_CLASSES}, so every digit appears in "
             "both splits."
         )
     if seed < 0:
-        raise ValueError(f"seed={seed} must be a non-negative integer.")
+        raise ConfigError(f"seed={seed} must be a non-negative integer.")
     if size < 32:
-        raise ValueError(f"size={size} is too small for cluttered digits; use at least 32.")
+        raise ConfigError(f"size={size} is too small for cluttered digits; use at least 32.")
     if clutter < 0:
-        raise ValueError(f"clutter={clutter} must be a non-negative number of fragments.")
+        raise ConfigError(f"clutter={clutter} must be a non-negative number of fragments.")
     if not 0.05 <= scale_min <= scale_max <= 1.0:
-        raise ValueError(f"Need 0.05 <= scale_min <= scale_max <= 1; got scale_min={scale_min}, scale_max={scale_max}.")
+        raise ConfigError(
+            f"Need 0.05 <= scale_min <= scale_max <= 1; got scale_min={scale_min}, scale_max={scale_max}."
+        )
     digits = load_digits(str(source) if source else None)
     scale = (float(scale_min), float(scale_max))
     wanted = _metadata(seed, n_train, n_val, size, clutter, scale, digits.sha256)

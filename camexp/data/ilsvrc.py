@@ -29,7 +29,9 @@ from camexp.errors import ConfigError, DatasetError
 
 LAYOUT_HELP = (
     "Expected under data.root: train/<wnid>/*.JPEG, val/*.JPEG and either LOC_val_solution.csv "
-    "(+ LOC_synset_mapping.txt) or bbox_val/<image>.xml; see docs/datasets.md (ILSVRC) for the options."
+    "(+ LOC_synset_mapping.txt; another file: data.extra.loc_csv=PATH) or one VOC XML per validation image in "
+    "bbox_val/<image>.xml (another folder, e.g. the extracted ILSVRC2012_bbox_val_v3.tgz: "
+    "data.extra.val_xml_dir=PATH; paths relative to data.root or absolute); see docs/datasets.md (ILSVRC)."
 )
 KAGGLE = Path("ILSVRC") / "Data" / "CLS-LOC"
 OPTIONS = ("train_dir", "val_dir", "val_annotations", "loc_csv", "val_xml_dir", "synset_mapping")
@@ -183,8 +185,9 @@ class ILSVRCDataModule(ImageListDataModule):
             )
             return None
         raise DatasetError(
-            f"No validation labels: {layout.loc_csv} and the VOC XML folder (bbox_val/) are both missing, and "
-            f"{layout.val_dir} is flat. {LAYOUT_HELP}"
+            f"No validation labels: {layout.loc_csv} and the VOC XML folder ({layout.root / 'bbox_val'}) are both "
+            f"missing, and {layout.val_dir} is flat. Point data.extra.val_xml_dir at the folder of "
+            f"<image>.xml files, or data.extra.loc_csv at LOC_val_solution.csv. {LAYOUT_HELP}"
         )
 
     def _check_val_folders(self, paths: list[str], chosen: list[ValAnnotation]) -> None:

@@ -96,8 +96,11 @@ def read_split(split_dir: Path, localization: str | None, labeled: SplitMetadata
     boxes: dict[str, list[np.ndarray]] = {}
     for image_id, rows in meta.boxes.items():  # clipped with image_sizes.txt; boxes left with no area dropped
         clipped = clip_boxes(np.asarray(rows, dtype=np.float32), meta.sizes[image_id])
-        for box, line_no in zip(clipped, meta.box_lines[image_id], strict=True):
-            if report.keep(box, f"line {line_no} ({image_id})"):
+        for box, row, line_no in zip(clipped, rows, meta.box_lines[image_id], strict=True):
+            written = "x0 {} y0 {} x1 {} y1 {}".format(*row)
+            if box.tolist() != list(row):  # the file's numbers, then what clipping made of them
+                written += f" (clipped to the {meta.sizes[image_id][0]} x {meta.sizes[image_id][1]} image)"
+            if report.keep(box, f"line {line_no} ({image_id})", written):
                 boxes.setdefault(image_id, []).append(box)
     report.warn()
     require(path, meta, boxes, "valid box", EVALUATION_NEEDS, HELP)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from camexp.errors import CamexpError
+from camexp.errors import CamexpError, CheckpointError
 from camexp.models.registry import build_network
 
 
@@ -58,15 +58,19 @@ class CAMNet(pl.LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> CAMNet:
         """A `camexp train` checkpoint, read with weights_only=True whatever the torch version (no pickle payload
-        runs), its network rebuilt from the hyperparameters without fetching any pretrained weights."""
+        runs), its network rebuilt from the hyperparameters without fetching any pretrained weights. Any file
+        that does not load as one (another kind of torch file, a zip of other files) is one CheckpointError
+        naming it."""
         try:
             return cls.load_from_checkpoint(
                 str(path), map_location=map_location, weights_only=True, pretrained=False, weights_path=None
             )
-        except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError) as err:
-            raise CamexpError(
-                f"Cannot load checkpoint {path} safely (weights_only=True): {str(err).splitlines()[0]} "
-                f"Give a .ckpt written by `camexp train`."
+        except CamexpError as err:  # the problem is named (e.g. an unknown network): add the file
+            raise CheckpointError(f"Cannot load checkpoint {path}: {err}") from err
+        except Exception as err:  # an arbitrary file can fail anywhere in torch.load or Lightning's reading
+            raise CheckpointError(
+                f"Cannot load checkpoint {path} (read with weights_only=True): {_load_failure(err)}. "
+                f"Give a .ckpt written by `camexp train` (<run>/checkpoints/last.ckpt)."
             ) from err
 
     @property
@@ -138,6 +142,18 @@ class CAMNet(pl.LightningModule):
         # name: LearningRateMonitor logs it as train/lr (train/lr/pg1, /pg2 with new-layer groups)
         lr_scheduler = {"scheduler": scheduler, "interval": "step", "name": "train/lr"}
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
+
+
+def _load_failure(err: Exception) -> str:
+    """One line on why a file did not load as a camexp checkpoint."""
+    first = (str(err).splitlines() or [""])[0].split("  (Could this error message be improved?")[0].strip()
+    if isinstance(err, KeyError):
+        return f"it has no {err.args[0]!r} entry, so it is not a checkpoint that Lightning (camexp train) wrote"
+    if isinstance(err, pickle.UnpicklingError):
+        return f"it holds objects that a safe load refuses to unpickle ({first or type(err).__name__})"
+    if isinstance(err, RuntimeError):
+        return f"not a readable torch checkpoint ({first or type(err).__name__})"
+    return f"its content is not a camexp checkpoint ({type(err).__name__}{': ' + first if first else ''})"
 
 
 def _lr_schedule(kind: str, total_steps: int, warmup_steps: int, step_size: int, gamma: float):
