@@ -196,6 +196,7 @@ class Comparison:
 
 
 CLOSE = 2.0  # points: "classification close" (the paper's GAP - GMP difference is 0.6)
+TIE = 0.05  # points: a mean difference that prints as 0.0 is no ordering either way
 
 
 def _paper(table: dict[str, tuple[float, float]], a: str, b: str, top: int = 1) -> tuple[str, float, str, float]:
@@ -264,7 +265,9 @@ def verdict(a: np.ndarray, b: np.ndarray, expect: str) -> str:
         return "no numbers"
     if expect == "close":
         return "yes" if abs(diff.mean()) <= CLOSE else "no"
-    if diff.mean() <= 0:
+    if abs(diff.mean()) < TIE:
+        return "no (tied)"
+    if diff.mean() < 0:
         return "no (reversed)"
     return "yes, every seed" if (diff > 0).all() else "on average only"
 

@@ -48,6 +48,7 @@ def test_verdicts_pair_seeds_and_say_when_the_order_is_reversed():
     assert verdict(np.array([60.0, 62, 61]), np.array([50.0, 55, 60]), "a>b") == "yes, every seed"
     assert verdict(np.array([60.0, 50, 61]), np.array([50.0, 55, 60]), "a>b") == "on average only"
     assert verdict(np.array([50.0, 50]), np.array([55.0, 51]), "a>b") == "no (reversed)"
+    assert verdict(np.array([50.0, 52]), np.array([52.0, 50]), "a>b") == "no (tied)"
     assert verdict(np.array([90.0, 92]), np.array([91.0, 93.5]), "close") == "yes"
     assert verdict(np.array([90.0, 92]), np.array([95.0, 93.5]), "close") == "no"
     assert verdict(np.array([np.nan]), np.array([1.0]), "a>b") == "no numbers"
