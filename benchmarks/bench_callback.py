@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from camexp import config, data  # noqa: E402
+from camexp.console import quiet_console  # noqa: E402
 from camexp.synth import generate_synthloc  # noqa: E402
 from camexp.train import build_cam_callback, build_model  # noqa: E402
 
@@ -95,6 +96,7 @@ def time_hooks(callback, spent: list[float]):
     return callback
 
 
+@quiet_console()  # the libraries' chatter off: the tables alone on stdout
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-val", type=int, default=500, help="validation images (default 500, as SynthLoc)")

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from camexp import viz
+from camexp.console import quiet_console
 from camexp.data.photos import copy_photos
 from camexp.explainer import _ImageFiles, image_files, iter_explanations, load_explainer, overlay_picture
 
@@ -59,6 +60,7 @@ def overlay_seconds(explainer, files: list[Path], workers: int, top_k: int, out:
     return spent
 
 
+@quiet_console()  # the libraries' chatter off: the tables alone on stdout
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=4)

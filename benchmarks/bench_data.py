@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
+from camexp.console import quiet_console
 from camexp.data import ILSVRCDataModule
 from camexp.data.transforms import eval_transform, train_transform
 
@@ -115,6 +116,7 @@ def run(n: int, size: tuple[int, int], workers: int, repeats: int) -> list[tuple
         return rows
 
 
+@quiet_console()  # the libraries' chatter off: the tables alone on stdout
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=300)

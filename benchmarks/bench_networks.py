@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
+from camexp.console import quiet_console  # noqa: E402
 from camexp.models import available_networks, build_network  # noqa: E402
 
 NETWORKS = [name for name in available_networks() if name != "synthnet"]  # the paper's, registered
@@ -53,6 +54,7 @@ def bench(name: str, runs: int, batches: tuple[int, ...]) -> dict[str, object]:
     return row
 
 
+@quiet_console()  # the libraries' chatter off: the tables alone on stdout
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 runs per batch size instead of 7")

@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from camexp import wsoleval as W  # noqa: E402
+from camexp.console import quiet_console  # noqa: E402
 
 GOAL = 50.0
 IOUS = (30, 50, 70)
@@ -155,6 +156,7 @@ def bench_kind(kind: str, cases, n_maps: int) -> tuple[list[tuple], bool]:
     return rows, same
 
 
+@quiet_console()  # the libraries' chatter off: the tables alone on stdout
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--maps", type=int, default=20, help="maps per kind (default 20)")

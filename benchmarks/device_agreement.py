@@ -19,6 +19,7 @@ import torch
 
 from camexp import train
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
+from camexp.console import quiet_console
 from camexp.explainer import load_explainer
 from camexp.localization import best_iou_per_image, boxes_from_cams
 
@@ -52,6 +53,7 @@ def per_image(ckpt: Path, device: str, threshold: float, batches) -> dict[str, t
     }
 
 
+@quiet_console()  # the libraries' chatter off: the tables alone on stdout
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 from camexp.cli_evaluate import add_evaluate_parsers
 from camexp.errors import CamexpError, user_message
 from camexp.outputs import output_folder
+
+VERBOSE_HELP = "also print the libraries' messages (Lightning's banners, model summary, warnings): CAMEXP_VERBOSE=1"
 
 
 def _split_configs(items: list[str]) -> tuple[list[str], list[str]]:
@@ -238,49 +241,51 @@ FEATURE_CACHE = "lightning_logs/feature_cache"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="camexp", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, help="the command (camexp COMMAND --help)")
 
     p = sub.add_parser("train", help="train and evaluate an experiment")
     p.add_argument("config", nargs="+", help="experiments/NAME.yaml [MORE.yaml ...] [key=value ...]")
     p.add_argument("--run-dir-file", help="write the run directory path into this file when done")
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("validate", help="evaluate a checkpoint on the validation split (1..N processes)")
     p.add_argument("checkpoint", help="a .ckpt file written by `camexp train`")
     p.add_argument("config", nargs="*", help="[experiments/NAME.yaml] [key=value ...] (default: the run's config.yaml)")
     p.add_argument("--out", help="also write the metrics as JSON into this file")
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("synth", help="generate the SynthLoc benchmark in the CUB-200-2011 layout")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--n-val", type=int, default=500)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--out", required=True, help="destination folder (written atomically, CUB layout)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same bytes (0)")
+    p.add_argument("--n-train", type=int, default=2000, help="training images (2000)")
+    p.add_argument("--n-val", type=int, default=500, help="validation images (500)")
+    p.add_argument("--size", type=int, default=128, help="image side in pixels (128)")
+    p.add_argument("--num-classes", type=int, default=10, help="object classes (10)")
     p.add_argument("--version", type=int, default=2, help="2 (default) or 1 (the head alone identifies the class)")
     p.add_argument("--part-dominance", type=float, default=0.5, help="version 2 dial: 0 body .. 1 head")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("digits", help="generate the cluttered MNIST benchmark in the CUB-200-2011 layout")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-train", type=int, default=3000)
-    p.add_argument("--n-val", type=int, default=1000)
-    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--out", required=True, help="destination folder (written atomically, CUB layout)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same bytes (0)")
+    p.add_argument("--n-train", type=int, default=3000, help="training images (3000)")
+    p.add_argument("--n-val", type=int, default=1000, help="validation images (1000)")
+    p.add_argument("--size", type=int, default=96, help="canvas side in pixels (96)")
     p.add_argument("--clutter", type=int, default=4, help="fragments of other digits per image")
     p.add_argument("--scale-min", type=float, default=0.25, help="smallest digit side / canvas side")
     p.add_argument("--scale-max", type=float, default=0.6, help="largest digit side / canvas side")
     p.set_defaults(func=cmd_digits)
 
     p = sub.add_parser("compare", help="side-by-side table of finished runs")
-    p.add_argument("run_dirs", nargs="+")
-    p.add_argument("--labels", nargs="+")
+    p.add_argument("run_dirs", nargs="+", help="run directories (each with results.json and config.yaml)")
+    p.add_argument("--labels", nargs="+", help="one column label per run (default: each run's experiment name)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="print a finished run's results table")
-    p.add_argument("run_dir")
-    p.add_argument("--split", default="val")
+    p.add_argument("run_dir", help="a run directory written by `camexp train` (holds results.json)")
+    p.add_argument("--split", default="val", help="which split's metrics: val (default) or test")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
@@ -381,14 +386,24 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     return args
 
 
+def _verbose(args: argparse.Namespace):
+    """CAMEXP_VERBOSE=1 while the command runs when it was given --verbose."""
+    if not getattr(args, "verbose", False):
+        return contextlib.nullcontext()
+    from camexp.console import verbose_console
+
+    return verbose_console()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command: its status; 2 with one `camexp: error:` line for a CamexpError; 141 (128 + SIGPIPE,
     as a shell tool killed by it) and no traceback when the reader of stdout went away (`camexp report | head`)."""
     args = parse_args(build_parser(), argv)
     try:
-        status = args.func(args)
-        sys.stdout.flush()  # inside the try: output still buffered would meet a closed pipe at exit
-        return status
+        with _verbose(args):
+            status = args.func(args)
+            sys.stdout.flush()  # inside the try: output still buffered would meet a closed pipe at exit
+            return status
     except BrokenPipeError:
         return _reader_gone()
     except CamexpError as err:

@@ -76,7 +76,15 @@ def add_evaluate_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("val", "test"), default="val", help="data.val_split or data.test_split")
     p.add_argument("--out", help="output folder (default: <run dir>/eval_<split>)")
     p.add_argument("--save-maps", action="store_true", help="also save <out>/maps/<image_id>.npy + <out>/metadata/")
-    p.add_argument("--cam-curve-interval", type=float, default=CAM_CURVE_INTERVAL)
+    p.add_argument(
+        "--cam-curve-interval", type=float, default=CAM_CURVE_INTERVAL, help="wsoleval threshold step (0.001)"
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print the libraries' messages (Lightning's banners, warnings): CAMEXP_VERBOSE=1",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -87,7 +95,7 @@ def add_evaluate_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metadata", required=True, help="split folder: image_ids.txt, image_sizes.txt, localization.txt")
     p.add_argument("--maps", required=True, help="folder of <image_id>.npy score maps (subfolders mirrored)")
     p.add_argument("--mask-root", help="folder that mask paths are relative to (default: --metadata)")
-    p.add_argument("--protocol", choices=("wsoleval",), default="wsoleval")
+    p.add_argument("--protocol", choices=("wsoleval",), default="wsoleval", help="the scoring protocol (wsoleval)")
     p.add_argument("--json", help="write the numbers (and the raw counts) to this file")
     p.add_argument("--cam-curve-interval", type=float, default=CAM_CURVE_INTERVAL, help="threshold step (0.001)")
     p.add_argument("--iou", type=int, nargs="+", default=list(IOU_THRESHOLDS_V2), help="MaxBoxAccV2 IoUs, percent")

@@ -33,7 +33,8 @@ def _network(run_dir: Path) -> tuple[str, str]:
 
 def compare_runs(run_dirs: list[Path], labels: list[str], split: str = "val") -> str:
     """Markdown table: one row per metric; per run its accuracy %, error % (100 - acc), each sanity baseline's
-    accuracy % when the run has them (report.BASELINE_COLUMNS), and the paper's error %."""
+    accuracy % when the run has them (report.BASELINE_COLUMNS), and the paper's error % when the paper has a
+    number for one of the rows (a column of dashes only is left out)."""
     if len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} run directories")
     results = [read_results(d) for d in run_dirs]
@@ -42,23 +43,27 @@ def compare_runs(run_dirs: list[Path], labels: list[str], split: str = "val") ->
         network, pool = _network(Path(run_dir))
         papers.append((PAPER_NAMES.get(paper_key(network, pool), ""), paper_errors(network, pool)))
     baselines = [baseline_columns(r, split) for r in results]
+    shown = [(key, name) for key, name in METRICS if any(r.get(f"{split}/{key}") is not None for r in results)]
+    with_paper = [any(key in paper for key, _ in shown) for _, paper in papers]
     header = ["metric"]
-    for label, (paper_name, _), columns in zip(labels, papers, baselines, strict=True):
+    for label, (paper_name, _), columns, paper_column in zip(labels, papers, baselines, with_paper, strict=True):
         header += [f"{label} acc %", f"{label} err %"]
         header += [f"{label} {name} %" for _, name in columns]
-        header.append(f"paper {paper_name or label} err % (ILSVRC)")
+        if paper_column:
+            header.append(f"paper {paper_name or label} err % (ILSVRC)")
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
-    for key, name in METRICS:
+    for key, name in shown:
         values = [r.get(f"{split}/{key}") for r in results]
-        if all(v is None for v in values):
-            continue
         cells = [name]
-        for value, (_, paper), result, columns in zip(values, papers, results, baselines, strict=True):
+        for value, (_, paper), result, columns, paper_column in zip(
+            values, papers, results, baselines, with_paper, strict=True
+        ):
             cells += ["-", "-"] if value is None else [f"{100 * value:.2f}", f"{100 * (1 - value):.2f}"]
             for baseline, _ in columns:
                 number = result.get(f"{split}/baseline_{baseline}/{key}")
                 cells.append("-" if number is None else f"{100 * number:.2f}")
-            cells.append(f"{paper[key]:.2f}" if key in paper else "-")
+            if paper_column:
+                cells.append(f"{paper[key]:.2f}" if key in paper else "-")
         lines.append("| " + " | ".join(cells) + " |")
     if any(baselines):
         lines += ["", BASELINE_NOTE]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from camexp import viz
+from camexp.paper import PAPER_NAMES, paper_key
 from camexp.report import BASELINE_COLUMNS, results_table
 from camexp.wsol_scoring import V1_IOU, WSOLResult
 
@@ -128,6 +129,9 @@ def extremes_picture(
     return viz.stack([legend, *rows])
 
 
+PAPER_COLUMN_NOTE = " The paper's column is ILSVRC val, Tables 1-2 (other datasets: compare shape, not digits)."
+
+
 def write_report(
     out_dir: str | Path,
     title: str,
@@ -152,16 +156,17 @@ def write_report(
     extremes = viz.save_png(picture, out_dir / "extremes.png") if picture is not None else None
     lines = [f"# {title}", ""]
     lines += [f"- {note}" for note in notes]
+    paper = bool(PAPER_NAMES.get(paper_key(network, pool, method)))  # the table has a paper column
     lines += [
         "",
-        "## All metrics, beside the paper",
+        "## All metrics, beside the paper" if paper else "## All metrics",
         "",
         results_table(metrics, prefix, network, pool, method),
         "",
         "Paper protocol (Zhou et al., CVPR 2016): the CAM upsampled to the input, pixels >= "
         f"{cam_threshold:g} x max, box of the largest connected component, IoU >= 0.5 with any GT box; "
-        "error = 100 - accuracy. The paper's column is ILSVRC val, Tables 1-2 "
-        "(other datasets: compare shape, not digits).",
+        "error = 100 - accuracy."
+        + (PAPER_COLUMN_NOTE if paper else ""),
         "",
         "## wsoleval protocol (Choe et al., CVPR 2020)",
         "",

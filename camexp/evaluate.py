@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from camexp import faults
+from camexp.console import quiet_console
 from camexp.data.boxes import DegenerateBoxWarning, clean_boxes
 from camexp.errors import CamexpError
 from camexp.eval_report import write_report, wsoleval_fractions
@@ -34,6 +35,7 @@ from camexp.train import (
     evaluation_data,
     evaluation_model,
     evaluation_trainer,
+    head_name,
 )
 from camexp.wsol_metadata import SplitMetadata, write_metadata
 from camexp.wsol_scoring import WSOLScorer, format_metrics
@@ -84,6 +86,7 @@ def metadata_from_dataset(dataset) -> SplitMetadata:
     return meta
 
 
+@quiet_console()
 def evaluate_checkpoint(
     ckpt: str | Path,
     config_args: Sequence[str] = (),
@@ -158,9 +161,7 @@ def evaluate_checkpoint(
         write_metadata(out / "metadata", _subset(metadata, seen))
 
     data_split = cfg.data.val_split if split == "val" else (cfg.data.test_split or cfg.data.val_split)
-    title = (
-        f"{cfg.name}: {cfg.model.name} ({'GAP' if cfg.model.pool == 'avg' else 'GMP'}) on {cfg.data.name}/{data_split}"
-    )
+    title = f"{cfg.name}: {cfg.model.name} ({head_name(model)}) on {cfg.data.name}/{data_split}"
     rescore = f"camexp evaluate-maps --metadata {out / 'metadata'} --maps {out / 'maps'}"
     notes = [
         f"checkpoint: `{ckpt}`",

@@ -7,8 +7,11 @@ right before the first resumed batch, so a resumed run matches an uninterrupted 
 data.num_workers=0; with workers, the rest of the interrupted epoch gets other random crops).
 
 Checkpoints are written atomically (`AtomicCheckpointIO`: a temporary file beside the target, then
-a rename) and the step checkpoints keep the two newest files, so a kill never leaves only a
-half-written checkpoint. A file damaged some other way (a copy cut short) is detected and named.
+a rename) and the step checkpoints keep the two newest files (`StepCheckpoints`, also after a resume),
+so a kill never leaves only a half-written checkpoint. A file damaged some other way (a copy cut short)
+is detected and named; resume=last/auto moves it into checkpoints/damaged/ and takes the previous one.
+A resumed run first drops from the run's TensorBoard event files what the interrupted run logged after
+its checkpoint (`drop_events_after_checkpoint`), so the resumed run continues one stream of steps.
 
 On SIGTERM or SIGUSR1 (preemption, Slurm's time-limit warning) `PreemptionCheckpoint` saves a
 resumable checkpoint at the next training batch boundary and exits with 128 + the signal number.
@@ -19,13 +22,17 @@ resume_changes=allow, and `RunRecord` then lists them in resume_changes.yaml bes
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import random
+import re
 import signal
 import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +40,21 @@ import numpy as np
 import torch
 import yaml
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 
 from camexp import config
-from camexp.errors import CheckpointError  # defined beside the other user-facing errors; imported from here too
+from camexp.errors import (  # defined beside the other user-facing errors; imported from here too
+    CamexpError,
+    CheckpointError,
+)
 
 RESUME_CHANGES_FILE = "resume_changes.yaml"  # in the run dir: the settings changed by resumes (resume_changes=allow)
+
+
+class PeerStoppedError(CamexpError):
+    """Another process of a distributed run stopped (it printed its own error), so this one stops too."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -168,14 +182,189 @@ def _checkpoint_advice(command: str, others: list[Path]) -> str:
     return f"Pass a checkpoint written by camexp train: {usage.format('<run>/checkpoints/last.ckpt')}."
 
 
+DAMAGED_DIR = "damaged"  # checkpoints/damaged/: damaged files resume set aside (out of its way, kept to inspect)
+
+
+def set_aside(path: Path, run_dir: Path) -> Path | None:
+    """Move a damaged checkpoint into <run>/checkpoints/damaged/; None when another process of the same job
+    (srun, torchrun: every process resolves the checkpoint) moved it first."""
+    target = Path(run_dir) / "checkpoints" / DAMAGED_DIR / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    return target
+
+
 def newest_valid_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint of a run that reads back; damaged newer ones are skipped with a warning."""
+    """The newest checkpoint of a run that reads back. Damaged newer ones are moved into checkpoints/damaged/
+    with a warning naming them, so the next resume and the run's own checkpoint rules no longer meet them."""
     for path in run_checkpoints(run_dir):
         problem = checkpoint_problem(path)
         if problem is None:
             return path
-        rank_zero_warn(f"Skipping damaged checkpoint {path}: {problem}. Looking at the previous one.")
+        target = set_aside(path, run_dir)
+        moved = f"Moved it to {target} (delete it when you no longer need it)" if target else "Another process moved it"
+        rank_zero_warn(f"Skipping damaged checkpoint {path}: {problem}. {moved}; looking at the previous one.")
     return None
+
+
+# -- step checkpoints: the two newest, also after a resume -----------------------------------------------------
+
+STEP_FILE = re.compile(r"step(\d+)(?:-v(\d+))?\.ckpt")
+
+
+def step_file_order(path: Path) -> tuple[int, int] | None:
+    """(step, version) of a step checkpoint file (step0000004.ckpt, step0000004-v1.ckpt); None for other files."""
+    match = STEP_FILE.fullmatch(Path(path).name)
+    return (int(match[1]), int(match[2] or 0)) if match else None
+
+
+def stale_step_checkpoints(paths: Iterable[Path], current_step: int, keep: int) -> list[Path]:
+    """The step checkpoints to delete at `current_step`: all but the `keep` newest up to it, and every file of a
+    later step (written by a run that was killed after that step and resumed from an earlier checkpoint)."""
+    steps = sorted((order, Path(p)) for p in paths if (order := step_file_order(Path(p))) is not None)
+    past = [p for (step, _), p in steps if step <= current_step]
+    future = [p for (step, _), p in steps if step > current_step]
+    return past[: max(len(past) - keep, 0)] + future
+
+
+class StepCheckpoints(ModelCheckpoint):
+    """A checkpoint every `every_n_train_steps` optimizer steps (step0000500.ckpt, ...), the `keep` newest kept.
+
+    ModelCheckpoint alone keeps more after a resume: Lightning never deletes the file a run resumed from, and
+    files that a killed run wrote after the resumed checkpoint are not its own. Files of a step the resumed run
+    reaches again are overwritten (no -v1 copies). Its state key is the plain ModelCheckpoint's, so checkpoints
+    written before this class existed resume with their state.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int, keep: int = 2) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename="step{step:07d}",
+            auto_insert_metric_name=False,
+            monitor="step",
+            mode="max",
+            save_top_k=keep,
+            every_n_train_steps=every_n_train_steps,
+            enable_version_counter=False,
+        )
+        self.keep = keep
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        newest = self.best_model_path  # monitor=step, mode=max: the newest step checkpoint
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.best_model_path != newest and trainer.is_global_zero:  # it just saved one
+            for path in stale_step_checkpoints(Path(self.dirpath).glob("step*.ckpt"), trainer.global_step, self.keep):
+                path.unlink(missing_ok=True)
+
+
+# -- TensorBoard after a resume: one stream of steps ------------------------------------------------------------
+
+
+def checkpoint_position(path: str | Path) -> tuple[int, float] | None:
+    """(global step, time of saving) of a checkpoint: the time ExactResume stored in it, else the file's mtime;
+    None when it does not load safely (weights_only) here: Lightning's own restore then says why."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError) as err:
+        rank_zero_warn(f"Cannot read the step of {path} ({err}); its TensorBoard events are left as they are.")
+        return None
+    saved_at = (state.get("callbacks", {}).get("ExactResume") or {}).get("saved_at")
+    return int(state.get("global_step", 0)), float(saved_at if saved_at is not None else Path(path).stat().st_mtime)
+
+
+def logged_after(step: int, wall_time: float, resume_step: int, saved_at: float) -> bool:
+    """Whether an event was logged after the checkpoint (resume_step, saved_at) was taken, at a step the resumed
+    run logs again. Both conditions matter: the epoch's validation images are logged at the checkpoint's own
+    step before it is saved; the epoch's training averages are logged after it at an earlier step."""
+    return step >= resume_step and wall_time > saved_at
+
+
+def rewrite_event_file(path: Path, keep: Callable[[Any], bool]) -> bool:
+    """Rewrite a TensorBoard event file with only the events `keep` accepts (written beside it, then renamed);
+    False, and the file untouched, when it keeps them all."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    records = list(RawEventFileLoader(str(path)).Load())
+    kept = [record for record in records if keep(Event.FromString(record))]
+    if len(kept) == len(records):
+        return False
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "wb") as f:
+            writer = RecordWriter(f)
+            for record in kept:
+                writer.write(record)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return True
+
+
+def drop_events_after_checkpoint(run_dir: Path, ckpt: str | Path) -> list[Path]:
+    """Remove from the run's TensorBoard event files what was logged after `ckpt` was saved (the resumed run
+    logs those steps again); returns the files changed."""
+    position = checkpoint_position(ckpt)
+    if position is None:
+        return []
+    resume_step, saved_at = position
+    changed = []
+    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        if rewrite_event_file(path, lambda event: not logged_after(event.step, event.wall_time, resume_step, saved_at)):
+            changed.append(path)
+    return changed
+
+
+# -- DDP: one failing process stops the others quietly ---------------------------------------------------------
+
+# What a collective operation raises when another process of the run is gone (gloo, NCCL).
+PEER_LOST = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "remote worker crashing",
+    "Broken pipe",
+    "NCCL communicator was aborted",
+)
+
+
+def lost_a_peer(err: BaseException) -> bool:
+    """Whether `err` is a collective operation failing because another process of the run stopped."""
+    return isinstance(err, RuntimeError) and any(marker in str(err) for marker in PEER_LOST)
+
+
+@contextlib.contextmanager
+def workers_stop_with(trainer) -> Iterator[None]:
+    """Around a multi-process fit/validate: when this process fails, stop the DDP worker processes Lightning
+    started for it (rank 0 alone has them), so they neither wait for it nor print the traceback of a lost
+    connection; when another process failed, this one's lost connection becomes a one-line PeerStoppedError
+    (the failed process printed its own message). A preemption's exit (SystemExit) is no failure: every rank
+    stops by itself at the same step."""
+    try:
+        yield
+    except Exception as err:
+        launcher = getattr(trainer.strategy, "launcher", None)
+        procs = getattr(launcher, "procs", None) or []
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+        if trainer.world_size > 1 and lost_a_peer(err):
+            raise PeerStoppedError(
+                f"Another process of this {trainer.world_size}-process run stopped, so this one stops too. Its own "
+                "error is printed above; if there is none, it was killed (look at its memory use and the "
+                "scheduler's log)."
+            ) from None
+        raise
 
 
 def newest_run_with_checkpoint(experiment_dir: Path) -> Path | None:
@@ -237,7 +426,11 @@ class ExactResume(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         loader = self._loader()
-        return {"random": random_state(), "train_loader": loader.state_dict() if loader is not None else None}
+        return {
+            "random": random_state(),
+            "train_loader": loader.state_dict() if loader is not None else None,
+            "saved_at": time.time(),  # what the run logged after this moment, it logs again when resumed from here
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict

@@ -20,9 +20,10 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from camexp import config, data, faults
 from camexp.callbacks import CAMCallback
+from camexp.console import progress_callbacks, quiet_console, verbose
 from camexp.dashboards import EvaluationDashboards
 from camexp.errors import CamexpError, CheckpointMismatchError, ConfigError
-from camexp.models import CAMNet
+from camexp.models import CAMNet, available_networks
 from camexp.outputs import check_writable, output_file
 from camexp.report import read_results, results_table, write_results
 
@@ -44,6 +45,28 @@ def build_model(cfg: DictConfig, num_classes: int, class_names: list[str]) -> CA
         class_names=class_names,
         input_size=cfg.data.input_size,
         normalize=cfg.data.normalize,
+    )
+
+
+def head_name(model: CAMNet) -> str:
+    """GAP, GMP or FC: the network's head as the paper names it (from the built network, since
+    googlenet_gmp pools by max whatever model.pool says, and an FC network has no global pooling)."""
+    if not model.cam_capable:
+        return "FC"
+    return "GMP" if getattr(model.net, "pool", "avg") == "max" else "GAP"
+
+
+def check_localization_method(cfg: DictConfig, model: CAMNet, command: str) -> None:
+    """Refuse eval.method=cam for a network without a CAM (fully connected head) before any work: every
+    localization metric would be missing from the results."""
+    if cfg.eval.method != "cam" or model.cam_capable:
+        return
+    name = cfg.model.name
+    gap = f"{name}_gap" if f"{name}_gap" in available_networks() else "a GAP network such as alexnet_gap"
+    raise ConfigError(
+        f"model.name={name} has a fully connected head: it has no class activation map, so eval.method=cam "
+        f"would report no localization metric at all. Add eval.method=backprop to the `camexp {command}` "
+        f"command (the paper's Backprop baseline for FC networks), or train {gap} for CAMs."
     )
 
 
@@ -196,11 +219,13 @@ def shared_with_workers(run_dir: Path, ckpt_path: str | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
-    """TensorBoard (default) and, with logger.wandb.enabled=true, Weights & Biases beside it."""
+def build_loggers(cfg: DictConfig, run_dir: Path, resuming: bool = False) -> list[Logger]:
+    """TensorBoard (default) and, with logger.wandb.enabled=true, Weights & Biases beside it. A resumed run
+    writes into the same TensorBoard directory and does not log the step-0 hp_metric placeholder again."""
     loggers: list[Logger] = []
     if cfg.logger.tensorboard:
-        loggers.append(TensorBoardLogger(str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name))
+        root, name, version = str(run_dir.parent.parent), run_dir.parent.name, run_dir.name
+        loggers.append(TensorBoardLogger(root, name=name, version=version, default_hp_metric=not resuming))
     w = cfg.logger.wandb
     if w.enabled:
         from camexp.wandb_logging import build_wandb_logger  # imports wandb: only when enabled
@@ -251,6 +276,7 @@ def fit(trainer: pl.Trainer, model: CAMNet, datamodule: data.CAMDataModule, ckpt
         ) from None
 
 
+@quiet_console()
 def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
     started = time.time()
     run_dir, ckpt_path = resolve_run_dir(cfg)
@@ -265,6 +291,7 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
     num_classes = datamodule.check_num_classes(cfg.model.num_classes)
 
     model = build_model(cfg, num_classes, datamodule.class_names)
+    check_localization_method(cfg, model, "train")
 
     cam_callback = build_cam_callback(cfg, datamodule)
     best = ModelCheckpoint(
@@ -286,20 +313,12 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
         LearningRateMonitor(logging_interval="step"),
         # config.yaml (+ resume_changes.yaml) once a resumed checkpoint was restored into the model
         faults.RunRecord(cfg, run_dir, ckpt_path, resume_changes),
+        *progress_callbacks(cfg.trainer.enable_progress_bar),  # on stderr: stdout holds the results
     ]
     if cfg.trainer.checkpoint_every_n_steps > 0:  # a kill mid-epoch loses at most this many steps
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                filename="step{step:07d}",
-                auto_insert_metric_name=False,
-                monitor="step",
-                mode="max",
-                save_top_k=2,  # the newest and the one before it
-                every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
-            )
-        )
-    loggers = build_loggers(cfg, run_dir)
+        # the newest and the one before it, also after a resume
+        callbacks.append(faults.StepCheckpoints(run_dir / "checkpoints", cfg.trainer.checkpoint_every_n_steps, keep=2))
+    loggers = build_loggers(cfg, run_dir, resuming=ckpt_path is not None)
 
     t = cfg.trainer
     trainer = pl.Trainer(
@@ -318,6 +337,7 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
         num_sanity_val_steps=t.num_sanity_val_steps,
         gradient_clip_val=t.gradient_clip_val,
         enable_progress_bar=t.enable_progress_bar,
+        enable_model_summary=verbose(),  # the layer table only with CAMEXP_VERBOSE=1
         logger=loggers or False,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
@@ -332,8 +352,11 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
             from camexp.wandb_logging import remember_run_id
 
             remember_run_id(wandb_logger, run_dir)
+    if ckpt_path and trainer.is_global_zero:  # the resumed run logs what was logged after its checkpoint again
+        faults.drop_events_after_checkpoint(run_dir, ckpt_path)
     try:
-        with shared_with_workers(run_dir, ckpt_path):  # DDP workers re-run this command and inherit both
+        # DDP workers re-run this command and inherit both; they stop with rank 0 when it fails
+        with shared_with_workers(run_dir, ckpt_path), faults.workers_stop_with(trainer):
             fit(trainer, model, datamodule, ckpt_path)
 
         results = dict(cam_callback.last_results)
@@ -353,7 +376,7 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
             if run_dir_file:
                 Path(run_dir_file).parent.mkdir(parents=True, exist_ok=True)
                 Path(run_dir_file).write_text(str(run_dir) + "\n")
-            summary = _summary(cfg, run_dir, table, checkpoints, cam_callback, results)
+            summary = _summary(cfg, run_dir, table, checkpoints, cam_callback, results, head_name(model))
             if wandb_logger is not None:
                 from camexp.wandb_logging import run_location
 
@@ -367,13 +390,17 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
     return results
 
 
-def _summary(cfg, run_dir: Path, table: str, checkpoints: ModelCheckpoint, cam_callback: CAMCallback, results) -> str:
+def _summary(
+    cfg, run_dir: Path, table: str, checkpoints: ModelCheckpoint, cam_callback: CAMCallback, results, head: str
+) -> str:
     images = int(results.get("val/num_images", 0))
     skipped = int(results.get("val/skipped_images", 0))
+    # Lightning stores the checkpoint's real path; print it under the run directory like the other paths
+    checkpoint = Path(checkpoints.last_model_path or checkpoints.best_model_path)
     lines = [
         "",
-        f"== {cfg.name}: {cfg.model.name} ({'GAP' if cfg.model.pool == 'avg' else 'GMP'}) on {cfg.data.name}, "
-        f"validation on {images} images, {results.get('wall_time_s', 0):.0f} s ==",
+        f"== {cfg.name}: {cfg.model.name} ({head}) on {cfg.data.name}: trained and validated in "
+        f"{results.get('wall_time_s', 0):.0f} s; validation: {images} images ==",
         table,
         "",
     ]
@@ -382,7 +409,7 @@ def _summary(cfg, run_dir: Path, table: str, checkpoints: ModelCheckpoint, cam_c
     lines += [
         f"run directory : {run_dir}",
         f"config        : {run_dir / 'config.yaml'}",
-        f"checkpoint    : {checkpoints.last_model_path or checkpoints.best_model_path}",
+        f"checkpoint    : {run_dir / 'checkpoints' / checkpoint.name}",
         f"CAM overlays  : {cam_callback.last_overlay_path}",
         f"TensorBoard   : tensorboard --logdir {run_dir.parent}",
     ]
@@ -440,15 +467,17 @@ def evaluation_trainer(cfg: DictConfig, callbacks: list, root_dir: Path, devices
         limit_val_batches=t.limit_val_batches,
         limit_test_batches=t.limit_val_batches,
         enable_progress_bar=t.enable_progress_bar,
+        enable_model_summary=verbose(),
         logger=False,
         enable_checkpointing=False,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *progress_callbacks(t.enable_progress_bar)],
         default_root_dir=str(root_dir),
         use_distributed_sampler=False,
         inference_mode=cfg.eval.method != "backprop",  # gradient saliency needs autograd
     )
 
 
+@quiet_console()
 def validate(
     ckpt: str | Path, overrides: Sequence[str] = (), files: Sequence[str] = (), out: str | Path | None = None
 ) -> dict[str, float]:
@@ -464,9 +493,11 @@ def validate(
     check_accelerator(cfg.trainer.accelerator, cfg.trainer.devices)
     datamodule = evaluation_data(cfg, "validate")
     model = evaluation_model(ckpt, cfg, datamodule)
+    check_localization_method(cfg, model, f"validate {ckpt}")
     cam_callback = build_cam_callback(cfg, datamodule)
     trainer = evaluation_trainer(cfg, [cam_callback], out.parent if out else ckpt.parent.parent / "validate")
-    logged = trainer.validate(model, datamodule=datamodule, verbose=False)
+    with faults.workers_stop_with(trainer):
+        logged = trainer.validate(model, datamodule=datamodule, verbose=False)
     results = {key: float(value) for key, value in (logged[0] if logged else {}).items()}
     results.update(cam_callback.last_results)
     results = dict(sorted(results.items()))

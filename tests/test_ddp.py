@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,45 @@ def test_two_gloo_processes_give_exactly_the_metrics_of_one(tiny_synthloc, tmp_p
     print("\n| metric | 1 process | 2 processes | 2 processes (training run) |\n|---|---:|---:|---:|")
     for key in sorted(m1):
         print(f"| {key} | {m1[key]:.9g} | {m2[key]:.9g} | {logged[key]:.9g} |")
+
+
+def _corrupt_val_image(src: Path, dst: Path, position: int) -> Path:
+    """A copy of the set with its `position`-th validation image (in id order) cut short; ShardSampler gives
+    position p to rank p % world_size."""
+    shutil.copytree(src, dst)
+    split = [line.split() for line in (dst / "train_test_split.txt").read_text().splitlines() if line.strip()]
+    images = dict(line.split() for line in (dst / "images.txt").read_text().splitlines() if line.strip())
+    val_ids = sorted(int(image_id) for image_id, is_train in split if is_train == "0")
+    victim = dst / "images" / images[str(val_ids[position])]
+    victim.write_bytes(victim.read_bytes()[:200])
+    return victim
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [0, 1], ids=["rank0", "rank1"])
+def test_a_corrupt_image_in_one_rank_s_shard_gives_one_message_and_no_traceback(tiny_synthloc, tmp_path, rank):
+    victim = _corrupt_val_image(tiny_synthloc, tmp_path / "synthloc", position=rank)
+    extra = {"data.batch_size": 8, "data.skip_corrupt": "false", "trainer.limit_train_batches": 1}
+    ddp = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
+    overrides = tiny_overrides(tmp_path / "synthloc", tmp_path / "logs", **extra)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for name in _LAUNCH_VARS:
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "camexp", "train", str(REPO / "experiments" / "synthloc_gap.yaml"), *overrides, *ddp],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2, done.stderr[-4000:]
+    lines = done.stderr.splitlines()
+    # the failing rank's camexp message, once; rank 0 adds one line when the other rank failed; nothing else
+    assert [line for line in lines if str(victim) in line] == [lines[0]], done.stderr[-4000:]
+    assert lines[0].startswith("camexp: error: Cannot decode image") and "skip_corrupt" in lines[0]
+    assert len(lines) == 1 + rank, lines  # rank 0 failed: it stopped its worker silently
+    if rank == 1:
+        assert lines[1].startswith("camexp: error: Another process of this 2-process run stopped"), lines
+    assert "Traceback" not in done.stderr and "gloo" not in done.stderr
+    assert done.stdout == ""

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,14 @@ from torch.utils.data import TensorDataset
 from camexp import config
 from camexp.cli import main
 from camexp.data.resumable import ResumableDataLoader, ResumableDistributedSampler
-from camexp.faults import AtomicCheckpointIO, CheckpointError, check_checkpoint, newest_valid_checkpoint
+from camexp.faults import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    check_checkpoint,
+    logged_after,
+    newest_valid_checkpoint,
+    stale_step_checkpoints,
+)
 from tests.conftest import REPO, tiny_overrides
 
 # -- the training loader's position ------------------------------------------------------------------------
@@ -97,8 +106,28 @@ def test_resume_last_skips_a_damaged_newest_checkpoint_with_a_warning(tmp_path):
     time.sleep(0.02)
     bad = _fake_checkpoint(ckpts / "last.ckpt", 4)
     _truncate(bad)
-    with pytest.warns(UserWarning, match="last.ckpt"):
+    aside = ckpts / "damaged" / "last.ckpt"
+    with pytest.warns(UserWarning, match=re.escape("last.ckpt: not a complete checkpoint archive")) as warned:
         assert newest_valid_checkpoint(tmp_path / "run") == good
+    assert f"Moved it to {aside}" in str(warned[0].message)
+    assert not bad.exists() and aside.is_file()  # out of the way of the next resume and of the run's own saves
+    assert newest_valid_checkpoint(tmp_path / "run") == good  # silently now
+
+
+def test_stale_step_checkpoints_keep_the_two_newest_of_this_timeline():
+    names = ["step0000002.ckpt", "step0000004.ckpt", "step0000006.ckpt", "step0000006-v1.ckpt", "step0000010.ckpt"]
+    paths = [Path("ckpts") / n for n in [*names, "last.ckpt", "epoch001.ckpt"]]
+    stale = [p.name for p in stale_step_checkpoints(paths, current_step=8, keep=2)]
+    # step 10 was written by a run killed after it and resumed from an earlier checkpoint: not this run's
+    assert stale == ["step0000002.ckpt", "step0000004.ckpt", "step0000010.ckpt"]
+    assert stale_step_checkpoints(paths[:2], current_step=4, keep=2) == []
+
+
+def test_events_logged_after_the_checkpoint_are_the_ones_a_resumed_run_repeats():
+    # checkpoint of step 3 saved at t=100 (an epoch end: its validation images were logged at step 3 before it)
+    assert not logged_after(step=3, wall_time=99.0, resume_step=3, saved_at=100.0)  # the epoch's images
+    assert not logged_after(step=2, wall_time=101.0, resume_step=3, saved_at=100.0)  # the epoch's train averages
+    assert logged_after(step=3, wall_time=101.0, resume_step=3, saved_at=100.0)  # the next epoch's first step
 
 
 def test_an_interrupted_save_leaves_the_previous_checkpoint_whole(tmp_path):
@@ -259,7 +288,12 @@ def _preemption_args(tiny_synthloc, logs: Path) -> list[str]:
         *tiny_overrides(
             tiny_synthloc,
             logs,
-            **{"trainer.max_epochs": 3, "trainer.deterministic": "true", "trainer.checkpoint_every_n_steps": 2},
+            **{
+                "trainer.max_epochs": 3,
+                "trainer.deterministic": "true",
+                "trainer.checkpoint_every_n_steps": 2,
+                "trainer.log_every_n_steps": 1,  # every step in TensorBoard: a resume must not log one twice
+            },
         ),
     ]
 
@@ -278,13 +312,12 @@ def _same_weights(a: Path, b: Path) -> bool:
     return weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
-@pytest.mark.slow
-
-
-def _train_until_paused_then_signal(waiter: Path, common: list[str], tmp_path: Path, signum: int) -> tuple[int, Path]:
-    """Run `camexp train` through the waiter script until it pauses after step 4, send `signum` (mid-epoch 1,
-    after the step-4 checkpoint), and return the exit status and the log file."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PAUSE_AT_STEP": "4"}
+def _train_until_paused_then_signal(
+    waiter: Path, common: list[str], tmp_path: Path, signum: int, pause_at: int = 4
+) -> tuple[int, Path]:
+    """Run `camexp train` through the waiter script until it pauses after step `pause_at` (default 4: mid-epoch 1,
+    after the step-4 checkpoint), send `signum`, and return the exit status and the log file."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PAUSE_AT_STEP": str(pause_at)}
     env.pop("CAMEXP_RUN_DIR", None)
     log_path = tmp_path / "preempted.log"
     with open(log_path, "w") as log:
@@ -308,6 +341,7 @@ def _train_until_paused_then_signal(waiter: Path, common: list[str], tmp_path: P
                 proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
 def test_preemption_signal_checkpoints_exits_nonzero_and_resume_auto_matches(
     signum, tiny_synthloc, uninterrupted_run, tmp_path
@@ -493,3 +527,62 @@ def test_resume_reads_the_checkpoint_with_weights_only_and_refuses_a_payload_in_
     assert "weights_only=True" in captured.err and str(bad) in captured.err
     assert "Traceback" not in captured.err
     assert _files(run_dir) == before
+
+# -- after a kill and a resume: the two newest step checkpoints, the damaged file set aside, one event stream ----
+
+# SIGNAL_WAITER, and before it pauses it flushes the TensorBoard writer, as its 120-second timer does in a
+# longer run: what was logged after the newest checkpoint is on disk when the kill comes.
+FLUSHING_WAITER = SIGNAL_WAITER.replace(
+    '        print("PAUSED", flush=True)',
+    '        trainer.logger.experiment.flush()\n        print("PAUSED", flush=True)',
+)
+
+
+def _logged(run_dir: Path) -> Counter:
+    """(tag, step) of every summary value in the run's event files, all files together, as TensorBoard reads
+    them; per-step scalars with their values."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader  # keeps simple_value
+
+    found: Counter = Counter()
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in LegacyEventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                number = value.simple_value if value.tag.startswith(("train/lr", "train/loss_step")) else None
+                found[(value.tag, event.step, number)] += 1
+    return found
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_keeps_two_step_checkpoints_sets_the_damaged_aside_and_logs_each_step_once(
+    tiny_synthloc, uninterrupted_run, tmp_path
+):
+    common = _preemption_args(tiny_synthloc, tmp_path / "logs")
+    waiter = tmp_path / "flush_then_wait.py"
+    assert "flush()" in FLUSHING_WAITER
+    waiter.write_text(FLUSHING_WAITER)
+    # killed after step 5: the newest checkpoint is step 4's, and step 4's learning rate and loss are logged
+    status, log_path = _train_until_paused_then_signal(waiter, common, tmp_path, signal.SIGKILL, pause_at=5)
+    assert status == -signal.SIGKILL, log_path.read_text()[-3000:]
+    run_dir = tmp_path / "logs" / "preempted" / "version_0"
+    ckpts = run_dir / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("step*.ckpt")) == ["step0000002.ckpt", "step0000004.ckpt"]
+    damaged = ckpts / "zz_damaged.ckpt"  # the newest file, cut short
+    damaged.write_bytes((ckpts / "step0000004.ckpt").read_bytes()[:5000])
+
+    resumed = _camexp(["train", *common, "name=preempted", "resume=auto"], cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    aside = ckpts / "damaged" / "zz_damaged.ckpt"
+    assert f"Skipping damaged checkpoint {damaged}" in resumed.stderr and f"Moved it to {aside}" in resumed.stderr
+    assert not damaged.exists() and aside.is_file()
+    assert f"Restoring states from the checkpoint path at {ckpts / 'step0000004.ckpt'}" in resumed.stderr
+
+    # Lightning keeps the file a run resumed from (step 4); the rule is the uninterrupted run's two newest
+    expected = sorted(p.name for p in (uninterrupted_run / "checkpoints").glob("step*.ckpt"))
+    assert expected == ["step0000006.ckpt", "step0000008.ckpt"]
+    assert sorted(p.name for p in ckpts.glob("step*.ckpt")) == expected
+
+    # TensorBoard: the killed run's files and the resumed run's hold every step once, as the uninterrupted run
+    logged, reference = _logged(run_dir), _logged(uninterrupted_run)
+    assert ("train/lr/pg1", 4) in {(tag, step) for tag, step, _ in logged}
+    assert logged == reference, (logged - reference, reference - logged)
+    assert _val_metrics(run_dir) == _val_metrics(uninterrupted_run)
