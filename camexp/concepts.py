@@ -485,10 +485,12 @@ def run_concept_probe(
             "held_out_negatives": len(data.neg_test),
         },
         "features_from_cache": every.from_cache,
+        "features_note": note,
         "rounds": mining_history(mined, data),
         "localization": found.metrics,
         "baseline_center_gaussian": found.baseline,
         "held_out_positives": found.records,
+        "held_out_negatives": [neg_files[i].relative_to(negatives).as_posix() for i in data.neg_test],
         "hardest_negatives": fooled.records,
         "overlays": list(pictures),
         "seconds": round(time.perf_counter() - started, 1),
@@ -585,7 +587,29 @@ def run_text_demo(
 
     data = generate_text_set(Path(out) / "data", n, size, seed)
     log(f"text set: {n} positives, {n} negatives, {size} px, in {data}")
-    return run_concept_probe(
+    result = run_concept_probe(
         features, data / "positives", data / "negatives", out, boxes=data / "boxes.txt", rounds=rounds,
         cache_dir=cache_dir, input_size=input_size, device=device, seed=seed, concept="text", log=log,
     )  # fmt: skip
+    mined, paired, expected = paired_hard_negatives(result.results, n)
+    result.results["mined_paired"] = {"mined": mined, "paired": paired, "expected_at_random": expected}
+    share = f"{100 * paired / mined:.0f}%" if mined else "-"
+    line = (
+        f"Hard negatives mined: {mined}, of which {paired} ({share}) are the background of a training positive "
+        f"(the same photo crop without its text); {100 * expected:.0f}% of all training negatives are."
+    )
+    result.table += "\n\n" + line
+    write_concept_report(result.out, result.results, result.table, result.results["features_note"])
+    return result
+
+
+def paired_hard_negatives(results: dict[str, Any], n: int) -> tuple[int, int, float]:
+    """(hard negatives mined, how many of them are plain_i with text_i a training positive, the fraction of all
+    training negatives that are): the text set pairs positive text_i with negative plain_i, the same crop."""
+    held_pos = {Path(r["path"]).stem.split("_")[1] for r in results["held_out_positives"]}
+    held_neg = {Path(name).stem.split("_")[1] for name in results["held_out_negatives"]}
+    train_neg = [f"{i:04d}" for i in range(n) if f"{i:04d}" not in held_neg]
+    mined = [Path(name).stem.split("_")[1] for r in results["rounds"] for name in r["added"]]
+    paired = sum(index not in held_pos for index in mined)
+    expected = sum(index not in held_pos for index in train_neg) / max(1, len(train_neg))
+    return len(mined), paired, expected

@@ -108,6 +108,7 @@ def test_text_demo_trains_the_detector_with_mining_and_scores_its_cam_boxes(tmp_
     assert [len(r["added"]) for r in results["rounds"]] == [per_round, per_round, 0]
     added = [name for r in results["rounds"] for name in r["added"]]
     assert len(set(added)) == len(added) and all(name.startswith("plain_") for name in added)
+    assert results["mined_paired"]["mined"] == len(added) >= results["mined_paired"]["paired"]
     held = results["held_out_positives"]
     assert len(held) == results["images"]["held_out_positives"] == 4
     ious = np.array([r["iou"] for r in held])

@@ -26,7 +26,7 @@ import numpy as np
 from camexp.data.photos import PHOTOS, photo
 from camexp.errors import DatasetError
 
-TEXT_VERSION = 1  # bump when what is drawn changes
+TEXT_VERSION = 2  # bump when what is drawn changes (2: letters sized by height)
 FONTS = {
     "simplex": cv2.FONT_HERSHEY_SIMPLEX,
     "plain": cv2.FONT_HERSHEY_PLAIN,
@@ -45,7 +45,7 @@ COLOURS = np.array(
     [[255, 255, 255], [0, 0, 0], [230, 30, 30], [250, 220, 30], [30, 60, 220], [30, 170, 60], [250, 130, 0]],
     dtype=np.float64,
 )
-WIDTH_RANGE = (0.4, 0.85)  # the unrotated word's width, as a fraction of the image side
+HEIGHT_RANGE = (0.12, 0.3)  # the letters' height, as a fraction of the image side (long words: less, to fit)
 ANGLE_RANGE = (-30.0, 30.0)  # degrees
 MARGIN = 0.03  # fraction of the side kept free of text at every edge
 
@@ -86,18 +86,17 @@ def _colour_order(rng: np.random.Generator, pixels: np.ndarray) -> list[np.ndarr
 
 def render_text(background: np.ndarray, rng: np.random.Generator, words: tuple[str, ...] = WORDS) -> TextSample:
     """`background` (H x W x 3 uint8 RGB, untouched) with one word drawn on it: a random word, font, stroke and
-    colour, its width WIDTH_RANGE of the image, turned by an angle in ANGLE_RANGE, placed at random inside a
-    MARGIN border. The box is the bounding box of the pixels that changed."""
+    colour, letters HEIGHT_RANGE of the image high (smaller where the word would not fit), turned by an angle in
+    ANGLE_RANGE, placed at random inside a MARGIN border. The box is the bounding box of the pixels that changed."""
     height, width = background.shape[:2]
     text = str(words[rng.integers(len(words))])
     font_name = list(FONTS)[rng.integers(len(FONTS))]
     font = FONTS[font_name]
     angle = float(rng.uniform(*ANGLE_RANGE))
-    target = rng.uniform(*WIDTH_RANGE) * width
+    target = rng.uniform(*HEIGHT_RANGE) * height
     margin = max(1, round(MARGIN * min(height, width)))
-    for _ in range(20):  # shrink until the turned word fits inside the margins
-        base_width = cv2.getTextSize(text, font, 1.0, 1)[0][0]
-        scale = target / base_width
+    for _ in range(30):  # shrink until the turned word fits inside the margins
+        scale = target / cv2.getTextSize(text, font, 1.0, 1)[0][1]
         thickness = max(1, round(scale * rng.uniform(1.0, 2.5)))
         word = _word_layer(text, font, scale, thickness, angle)
         if word.shape[0] <= height - 2 * margin and word.shape[1] <= width - 2 * margin:
