@@ -10,14 +10,14 @@ import pytest
 
 from camexp import cli
 from camexp.concepts import concept_files, mining_sizes, read_concept_boxes
-from camexp.data.text import _photos, generate_text_set, photo_crop, render_text
+from camexp.data.text import generate_text_set, packaged_photos, photo_crop, render_text
 from camexp.errors import DatasetError
 from tests.probe_fixtures import save_checkpoint
 
 
 @pytest.fixture(scope="module")
 def photos():
-    return _photos()
+    return packaged_photos()
 
 
 def test_text_box_is_the_bounding_box_of_the_pixels_the_drawing_changed(photos):

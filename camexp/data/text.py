@@ -119,7 +119,7 @@ def render_text(background: np.ndarray, rng: np.random.Generator, words: tuple[s
     return TextSample(image, box, changed, text, font_name, angle)
 
 
-def _photos() -> list[np.ndarray]:
+def packaged_photos() -> list[np.ndarray]:
     """The packaged photos as RGB arrays, in PHOTOS order."""
     from camexp.data.images import load_rgb
 
@@ -167,7 +167,7 @@ def generate_text_set(out: str | Path, n: int = 80, size: int = 224, seed: int =
     for folder in ("positives", "negatives"):
         shutil.rmtree(out / folder, ignore_errors=True)
         (out / folder).mkdir(parents=True)
-    photos = _photos()
+    photos = packaged_photos()
     lines = ["# <file under positives/> x0 y0 x1 y1: the text's pixel box, x1 / y1 = last column / row + 1"]
     for i in tqdm(range(n), desc="text images", unit="img", disable=None if progress else True):
         rng = np.random.default_rng([seed, i])
