@@ -1,4 +1,4 @@
-"""`camexp train | validate | synth | digits | compare | report ...` (also `python -m camexp`)."""
+"""`camexp train | validate | synth | digits | compare | report | probe | text-demo ...` (also `python -m camexp`)."""
 
 from __future__ import annotations
 
@@ -221,6 +221,8 @@ def cmd_units(args: argparse.Namespace) -> int:
 
 def _add_backbone_options(p: argparse.ArgumentParser, out: str) -> None:
     """What `finegrained` and `units` share: the backbone, the data, the cache, where the results go."""
+    from camexp.features import FEATURE_CACHE
+
     p.add_argument("backbone", help="a `camexp train` checkpoint (.ckpt) or a registered network with packaged "
                    "weights (e.g. efficientnet_lite0)")  # fmt: skip
     p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. data.root=/path)")
@@ -236,7 +238,57 @@ def _add_backbone_options(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda when available)")
 
 
-FEATURE_CACHE = "lightning_logs/feature_cache"
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Linear probes on --data, or a concept detector on --positives/--negatives (camexp/probes.py, concepts.py)."""
+    files, overrides = _split_configs([*(args.data or []), *args.overrides])
+    cache = None if args.no_cache else args.cache
+    if args.positives or args.negatives:
+        from camexp.concepts import run_concept_probe
+
+        if files or overrides:
+            raise CamexpError(
+                f"camexp probe takes either --data (linear probes on a dataset) or --positives/--negatives (a "
+                f"concept detector), not both; drop {' '.join([*files, *overrides])} or the folders."
+            )
+        result = run_concept_probe(
+            args.features, args.positives, args.negatives, args.out or "lightning_logs/concept_probe",
+            boxes=args.boxes, rounds=args.rounds, cache_dir=cache, input_size=args.input_size,
+            batch_size=args.batch_size, device=args.device, seed=args.seed,
+        )  # fmt: skip
+    else:
+        from camexp.probes import run_probe
+
+        result = run_probe(
+            args.features, files, overrides, args.out or "lightning_logs/probe", split=args.split, cache_dir=cache,
+            input_size=args.input_size, batch_size=args.batch_size, device=args.device,
+        )  # fmt: skip
+    print(result.table)
+    print(f"report  : {result.report}\nresults : {result.out / 'results.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_text_demo(args: argparse.Namespace) -> int:
+    from camexp.concepts import run_text_demo
+
+    result = run_text_demo(
+        args.out, features=args.features, n=args.n, size=args.size, seed=args.seed, rounds=args.rounds,
+        cache_dir=None if args.no_cache else args.cache, input_size=args.input_size, device=args.device,
+    )  # fmt: skip
+    print(result.table)
+    print(f"report  : {result.report}\nresults : {result.out / 'results.json'}", file=sys.stderr)
+    return 0
+
+
+def _add_probe_options(p: argparse.ArgumentParser) -> None:
+    """The backbone and feature-cache options that `probe` and `text-demo` share."""
+    from camexp.features import FEATURE_CACHE
+
+    p.add_argument("--cache", default=FEATURE_CACHE, help="feature cache folder (default: %(default)s)")
+    p.add_argument("--no-cache", action="store_true", help="compute every feature again, write no cache")
+    p.add_argument("--input-size", type=int, help="input side in pixels (default: the backbone's own)")
+    p.add_argument("--rounds", type=int, default=3, help="concept detector: hard-negative mining rounds (3)")
+    p.add_argument("--seed", type=int, default=0, help="concept detector: held-out split and first negatives (0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda when available)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,6 +419,46 @@ def build_parser() -> argparse.ArgumentParser:
                    "works)")  # fmt: skip
     p.add_argument("--wandb-project", default="camexp-units", help="W&B project (default: %(default)s)")
     p.set_defaults(func=cmd_units)
+
+    p = sub.add_parser(
+        "probe",
+        help="linear SVMs on a backbone's pooled features, and the CAMs of their weights (paper section 4)",
+        description="With --data: one-vs-rest linear SVMs on the pooled last-conv features of the dataset's train "
+        "split (features cached), classification accuracy, and the CAM of each class from the SVM weights scored "
+        "as `camexp train` validates (paper box rule, top-1 / GT-known localization, MaxBoxAccV2 where boxes exist, "
+        "centre-Gaussian baseline, overlays). With --positives/--negatives: one linear concept detector trained "
+        "with hard-negative mining, its CAM localizing the concept. report.md, results.json and overlays in --out.",
+    )
+    p.add_argument("overrides", nargs="*", help="key=value config overrides of the --data experiment")
+    p.add_argument("--features", required=True, metavar="CKPT_OR_MODEL",
+                   help="a `camexp train` checkpoint (.ckpt) of a GAP network or a registered network with "
+                   "packaged weights (e.g. efficientnet_lite0)")  # fmt: skip
+    p.add_argument("--data", nargs="+", metavar="EXPERIMENT.yaml", help="experiment YAML(s) whose dataset to "
+                   "probe, then any key=value overrides")  # fmt: skip
+    p.add_argument("--split", default="val", choices=["val", "test"], help="evaluation split (default: val)")
+    p.add_argument("--positives", help="concept detector: folder of images showing the concept")
+    p.add_argument("--negatives", help="concept detector: folder of images without it")
+    p.add_argument("--boxes", help="concept detector: '<file under --positives> x0 y0 x1 y1' per line (optional)")
+    p.add_argument("--out", help="output folder (default: lightning_logs/probe or lightning_logs/concept_probe)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (32)")
+    _add_probe_options(p)
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser(
+        "text-demo",
+        help="the paper's weakly supervised text detector on generated text images",
+        description="Renders text (OpenCV fonts, random places, sizes and angles) onto crops of packaged photos, "
+        "the same backgrounds without text as negatives, with exact text boxes; trains a concept detector with "
+        "hard-negative mining on a backbone's features and reports how often its CAM box hits the text box "
+        "(IoU >= 0.5) beside the centre-Gaussian baseline.",
+    )
+    p.add_argument("--out", default="lightning_logs/text_demo", help="output folder (default: %(default)s)")
+    p.add_argument("--features", default="efficientnet_lite0", metavar="CKPT_OR_MODEL",
+                   help="backbone (default: %(default)s)")  # fmt: skip
+    p.add_argument("--n", type=int, default=100, help="backgrounds: n positives and n negatives (default 100)")
+    p.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
+    _add_probe_options(p)
+    p.set_defaults(func=cmd_text_demo)
 
     add_evaluate_parsers(sub)  # `evaluate`, `evaluate-maps` (camexp/cli_evaluate.py)
     parser.subcommands = sub.choices  # {name: its parser}, for parse_args

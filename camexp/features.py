@@ -32,6 +32,7 @@ from camexp.explainer import Explainer, load_explainer
 from camexp.models.heads import global_pool
 
 CACHE_VERSION = 1  # bump when what is stored changes
+FEATURE_CACHE = "lightning_logs/feature_cache"  # the default --cache of every command built on this module
 
 
 def load_backbone(spec: str | Path, device: str = "auto") -> Explainer:

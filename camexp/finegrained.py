@@ -32,7 +32,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
+from camexp.cam import normalize_cams, upsample_cams
 from camexp.data.collate import collate_samples
 from camexp.data.image_list import ImageList
 from camexp.data.images import load_rgb
@@ -49,7 +49,7 @@ from camexp.features import (
 )
 from camexp.localization import best_iou_per_image, boxes_from_cams
 from camexp.paper import FINEGRAINED_CUB
-from camexp.svm import LinearProbe, fit_linear_svm, raw_space_weights
+from camexp.svm import LinearProbe, class_row_weights, fit_linear_svm, svm_cams
 
 IOU_HIT = 0.5  # a CAM box "hits" at IoU >= 0.5 with some GT box (camexp's rule everywhere; the paper says > 0.5)
 _SNAP = 1e-3  # box fractions x image size within this of an integer are that integer (float round trips)
@@ -59,19 +59,8 @@ _SNAP = 1e-3  # box fractions x image size within this of an integer are that in
 
 
 def svm_class_weights(probe: LinearProbe) -> np.ndarray:
-    """C x K raw-space weights, row i for class probe.classes[i]; a binary SVM's single row w becomes (-w, w)."""
-    weights, _ = raw_space_weights(probe)
-    if len(probe.classes) == 2 and len(weights) == 1:
-        weights = np.concatenate([-weights, weights])
-    return weights
-
-
-def svm_cams(maps: Tensor, weights: np.ndarray | Tensor, rows: Tensor) -> Tensor:
-    """CAMs of a linear SVM: M_c(x, y) = sum_k w_k^c f_k(x, y) with w^c its raw-space weights (the bias is not
-    spatial and is left out, as the network's). maps N x K x h x w, weights C x K, rows N -> N x h x w.
-    (camexp.probes computes the same for its probes: one function at merge.)"""
-    weights = torch.as_tensor(weights, device=maps.device)
-    return class_activation_maps(maps.float(), weights.float(), rows.to(maps.device))
+    """C x K raw-space weights, row i for class probe.classes[i] (svm.class_row_weights without the biases)."""
+    return class_row_weights(probe)[0]
 
 
 def predicted_rows(probe: LinearProbe, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -90,3 +90,24 @@ def raw_space_weights(probe: LinearProbe) -> tuple[np.ndarray, np.ndarray]:
     weights = svm.coef_ / scale
     bias = svm.intercept_ - weights @ scaler.mean_
     return weights.astype(np.float32), bias.astype(np.float32)
+
+
+def class_row_weights(probe: LinearProbe) -> tuple[np.ndarray, np.ndarray]:
+    """(C x K raw-space weights, C biases), row i for class probe.classes[i]: a two-class SVM's single row w
+    becomes (-w, w), so every class has its own w^c as in a multi-class SVM."""
+    weights, bias = raw_space_weights(probe)
+    if len(probe.classes) == 2 and len(weights) == 1:
+        weights, bias = np.concatenate([-weights, weights]), np.concatenate([-bias, bias])
+    return weights, bias
+
+
+def svm_cams(maps, weights, rows=None):
+    """CAMs of a linear SVM: M_c(x, y) = sum_k w_k^c f_k(x, y) with w^c its raw-space weights (the bias is not
+    spatial and is left out, as the network's): the network's CAM (cam.class_activation_maps) with the SVM's w^c.
+    maps N x K x h x w, weights C x K, rows N (-> N x h x w) or None (-> N x C x h x w)."""
+    import torch
+
+    from camexp.cam import class_activation_maps
+
+    weights = torch.as_tensor(weights, device=maps.device).float()
+    return class_activation_maps(maps.float(), weights, None if rows is None else torch.as_tensor(rows).to(maps.device))

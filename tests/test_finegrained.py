@@ -22,11 +22,10 @@ from camexp.finegrained import (
     crop_box,
     crop_features,
     run_finegrained,
-    svm_cams,
     svm_class_weights,
 )
 from camexp.localization import boxes_from_cams
-from camexp.svm import fit_linear_svm, raw_space_weights
+from camexp.svm import fit_linear_svm, raw_space_weights, svm_cams
 from tests.conftest import REPO, TINY_SYNTH, cub_table, tiny_overrides
 from tests.datasets_fixtures import write_indoor67
 from tests.tiny_backbones import fc_checkpoint
