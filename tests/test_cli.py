@@ -82,3 +82,23 @@ def test_an_output_under_a_file_is_refused_before_the_work(tmp_path, capsys, wor
     err = capsys.readouterr().err
     assert err.startswith("camexp: error: ") and option in err and f"{blocker} is a" in err, err
     assert not (tmp_path / "no_data").exists()
+
+
+INTERNAL_MAKE_TARGETS = {"check-dataset", "fg-check-data", "ablate-gmp-embedded", "ablate-gmp-googlenet"}
+
+
+def test_make_help_lists_every_target_a_user_runs():
+    """Every target in Makefile and mk/*.mk is in `make help` (with its description) unless it is a named helper."""
+    import re
+    import shutil
+    import subprocess
+
+    from tests.conftest import REPO
+
+    assert shutil.which("make"), "make is needed to run this project's entry points"
+    texts = [(REPO / "Makefile").read_text(), *(p.read_text() for p in sorted((REPO / "mk").glob("*.mk")))]
+    targets = {m for text in texts for m in re.findall(r"^([a-z0-9-]+):(?!=)", text, flags=re.M)}
+    shown = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    listed = set(re.findall(r"^  make ([a-z0-9-]+)\s+\S", shown, flags=re.M))
+    assert targets - INTERNAL_MAKE_TARGETS == listed
+    assert {"train", "test", "reproduce", "probe", "finegrained", "units"} <= listed
