@@ -33,7 +33,7 @@ train: $(STAMP)  ## embedded default experiment: SynthNet-GAP on SynthLoc, CPU, 
 
 # The paper's comparisons (GAP/GMP, GAP/FC, CAM/Backprop, Table 3) on SynthLoc and cluttered digits, 3 seeds:
 # report.md + reproduce.png in lightning_logs/reproduce (finished runs are reused; ARGS apply to every run).
-reproduce: $(STAMP)  ## the paper's comparisons on both embedded benchmarks, 3 seeds (~25 min)
+reproduce: $(STAMP)  ## the paper's comparisons on both embedded benchmarks, 3 seeds (25 min on 2 cores)
 	$(CAMEXP) reproduce $(ARGS)
 
 test: $(STAMP)  ## the whole test suite (CPU, offline)
