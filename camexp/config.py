@@ -257,7 +257,7 @@ def load(
     source = " + ".join(map(str, paths)) or "the config"
     overridden = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     _check_interpolations(cfg, source, overridden)
-    _check_choices(cfg, source)
+    _check_choices(cfg, source, overridden)
     _check_ranges(cfg, source, overridden)
     _check_input_normalization(cfg, source)
     written = OmegaConf.to_container(cfg, resolve=False)
@@ -431,11 +431,13 @@ def _check_ranges(cfg: DictConfig, source: str, overridden: set[str]) -> None:
             )
 
 
-def _check_choices(cfg: DictConfig, source: str) -> None:
+def _check_choices(cfg: DictConfig, source: str, overridden: set[str] = frozenset()) -> None:
+    """A value outside its choices, blamed on where it came from (the command line or the YAML files)."""
     for key, allowed in _CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
-            raise ConfigError(f"Config key '{key}' in {source} is '{value}'; allowed: {', '.join(allowed)}.")
+            where = "the command-line overrides" if key in overridden else source
+            raise ConfigError(f"Config key '{key}' in {where} is '{value}'; allowed: {', '.join(allowed)}.")
 
 
 def _check_input_normalization(cfg: DictConfig, source: str) -> None:

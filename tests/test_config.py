@@ -211,3 +211,13 @@ def test_cli_takes_overrides_after_an_option(tmp_path, capsys):
     with pytest.raises(SystemExit):  # an unknown option is still refused
         parse_args(build_parser(), ["train", str(DEFAULT), "--nope", "trainer.max_epochs=1"])
     assert "unrecognized arguments: --nope" in capsys.readouterr().err
+
+
+def test_a_bad_choice_is_blamed_on_where_it_was_given(tmp_path):
+    with pytest.raises(ConfigError, match=r"'model.pool' in the command-line overrides is 'mean'"):
+        config.load(DEFAULT, ["model.pool=mean"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {pool: mean}\n")
+    with pytest.raises(ConfigError, match="'model.pool' in .*bad.yaml is 'mean'") as refused:
+        config.load([DEFAULT, bad])
+    assert "command-line" not in str(refused.value)
