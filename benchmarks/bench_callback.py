@@ -3,7 +3,7 @@
     python benchmarks/bench_callback.py [--n-val 500] [--repeats 5] [--ckpt last.ckpt] [--threads 1]
 
 The default experiment (experiments/synthloc_gap.yaml: synthnet, width 32, input 128, batch 64) on a
-freshly generated SynthLoc validation split (``camexp.synth.generate_synthloc`` in a temporary folder).
+freshly generated SynthLoc validation split (``camexp.data.synth.generate_synthloc`` in a temporary folder).
 By default the batches are decoded once and kept in memory (``--loader cached``), then
 ``trainer.validate`` runs on them with and without ``CAMCallback``, several times, interleaved, the same
 model, timed in CPU seconds of this process (other load on a shared machine skews them far less than
@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from camexp import config, data  # noqa: E402
 from camexp.console import quiet_console  # noqa: E402
-from camexp.synth import generate_synthloc  # noqa: E402
+from camexp.data.synth import generate_synthloc  # noqa: E402
 from camexp.train import build_cam_callback, build_model  # noqa: E402
 
 GOAL = 5.0

@@ -13,7 +13,7 @@ The last column is what tracing every distinct uint8 level once, none skipped, c
 time over the bare OpenCV work of one ``threshold`` + ``findContours`` per distinct level (cropped
 to the level's foreground), nothing else. The fast path traces levels only where its cost model
 expects that to be cheaper; otherwise it reads every level's contours off two component trees
-(``camexp/contour_tree.py``), which is how it beats that bound on contour-rich maps.
+(``camexp/wsol/contour_tree.py``), which is how it beats that bound on contour-rich maps.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from camexp import wsoleval as W  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference port lives with the tests
+import wsoleval_reference as R  # noqa: E402  (tests/, on sys.path above)
+
 from camexp.console import quiet_console  # noqa: E402
+from camexp.wsol import protocol as W  # noqa: E402
 
 GOAL = 50.0
 IOUS = (30, 50, 70)
@@ -52,9 +55,9 @@ def pin_threads() -> None:
 
 def saved_cases(metadata_dir: str, maps_dir: str, n_maps: int):
     """The first ``n_maps`` saved score maps with boxes, normalized as in evaluation, with box masks."""
-    from camexp.evaluate_maps import gt_boxes_224
-    from camexp.score_maps import load_map
-    from camexp.wsol_metadata import read_metadata
+    from camexp.wsol.evaluate_maps import gt_boxes_224
+    from camexp.wsol.metadata import read_metadata
+    from camexp.wsol.score_maps import load_map
 
     meta = read_metadata(metadata_dir)
     for image_id in [i for i in meta.image_ids if meta.boxes.get(i)][:n_maps]:
@@ -118,7 +121,7 @@ def bench_kind(kind: str, cases, n_maps: int) -> tuple[list[tuple], bool]:
     for scoremap, gt, mask in cases:
         ref_hits = {}
         for name, multi in (("V1", False), ("V2", True)):
-            ref, t_ref = timed(W.reference_box_hits, scoremap, gt, IOUS, multi, thr_list)
+            ref, t_ref = timed(R.reference_box_hits, scoremap, gt, IOUS, multi, thr_list)
             fast, t_fast = timed(W.box_hits_per_threshold, scoremap, gt, IOUS, multi, thresholds)
             same &= bool(np.array_equal(ref.astype(bool), fast))
             times[name][0] += t_ref
@@ -135,7 +138,7 @@ def bench_kind(kind: str, cases, n_maps: int) -> tuple[list[tuple], bool]:
         levels = W._Levels(W.quantize_scoremap(scoremap), thresholds)
         _, t_floor = timed(levels.opencv_contours, np.flatnonzero(~levels.empty))
         floor += t_floor
-        (rfg, rbg), t_ref = timed(W.reference_pixel_histograms, scoremap, mask, thr_list)
+        (rfg, rbg), t_ref = timed(R.reference_pixel_histograms, scoremap, mask, thr_list)
         (ffg, fbg), t_fast = timed(W.pixel_histograms, scoremap, mask, thresholds)
         same &= bool(np.array_equal(rfg, ffg) and np.array_equal(rbg, fbg))
         times["PxAP"][0] += t_ref
@@ -145,10 +148,10 @@ def bench_kind(kind: str, cases, n_maps: int) -> tuple[list[tuple], bool]:
         hist[2] += ffg
         hist[3] += fbg
     for name in ("V1", "V2"):
-        ref_acc = W.reference_maxboxacc(sums[name][0], n_maps)
+        ref_acc = R.reference_maxboxacc(sums[name][0], n_maps)
         got = W.maxboxacc_from_hits(sums[name][1], n_maps, IOUS)
         same &= [got["accuracy"][t] for t in IOUS] == ref_acc
-    same &= W.reference_pxap(hist[0], hist[1]) == W.pxap_from_histograms(hist[2], hist[3])
+    same &= R.reference_pxap(hist[0], hist[1]) == W.pxap_from_histograms(hist[2], hist[3])
     rows = []
     for name, (t_ref, t_fast) in times.items():
         t_floor = floor if name in ("V1", "V2", "V1+V2") else float("nan")

@@ -1,11 +1,15 @@
-"""Class Activation Mapping math (Zhou et al., CVPR 2016, eq. 2): pure tensor functions.
+"""Class Activation Mapping math (Zhou et al., CVPR 2016, eq. 2), and the paper's "Backprop"
+baseline it is compared with: pure tensor functions.
 
-    M_c(x, y) = sum_k w_k^c f_k(x, y)
+    M_c(x, y) = sum_k w_k^c f_k(x, y)                         (CAM)
+    |d S_c / d I|, max over colour channels                   (Backprop: Simonyan et al., ICLR 2014 workshop)
 
 No Lightning, no I/O: these run on whatever device the features live on.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -53,3 +57,19 @@ def upsample_cams(cams: Tensor, size: tuple[int, int] | int) -> Tensor:
     lead = cams.shape[:-2]
     resized = F.interpolate(cams.reshape(-1, 1, *cams.shape[-2:]), size=size, mode="bilinear", align_corners=False)
     return resized.reshape(*lead, *size)
+
+
+# The paper's "Backprop" baseline, used on the FC networks (AlexNet, VGG16, GoogLeNet as released) and fed
+# through the same box rule and metrics as CAMs: one backward pass per batch.
+def gradient_saliency(forward: Callable[[Tensor], Tensor], images: Tensor, class_ids: Tensor) -> Tensor:
+    """N x H x W saliency of class `class_ids[i]` for image i.
+
+    Summing the chosen scores over the batch gives each image's own gradient because images do not
+    interact in eval mode (batch norm uses running statistics). Needs autograd: run with
+    `Trainer(inference_mode=False)`.
+    """
+    with torch.enable_grad():
+        images = images.detach().clone().requires_grad_(True)
+        scores = forward(images).gather(1, class_ids.view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(scores, images)
+    return grad.abs().amax(dim=1)

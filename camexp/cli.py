@@ -42,7 +42,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from camexp.synth import generate_synthloc, read_metadata
+    from camexp.data.synth import generate_synthloc, read_metadata
 
     before = read_metadata(args.out)
     out = generate_synthloc(
@@ -110,7 +110,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_cam(args: argparse.Namespace) -> int:
-    from camexp.explainer import run_cam_command
+    from camexp.explain import run_cam_command
 
     summary = run_cam_command(
         args.paths,
@@ -167,7 +167,7 @@ def _data_words(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 
 def cmd_finegrained(args: argparse.Namespace) -> int:
-    from camexp.finegrained import finegrained_command
+    from camexp.features.finegrained import finegrained_command
 
     files, overrides = _data_words(args)
     table, report = finegrained_command(
@@ -189,7 +189,7 @@ def cmd_finegrained(args: argparse.Namespace) -> int:
 
 
 def cmd_units(args: argparse.Namespace) -> int:
-    from camexp.units import units_command
+    from camexp.features.units import units_command
 
     files, overrides = _data_words(args)
     table, report = units_command(
@@ -221,7 +221,7 @@ def cmd_units(args: argparse.Namespace) -> int:
 
 def _add_backbone_options(p: argparse.ArgumentParser, out: str) -> None:
     """What `finegrained` and `units` share: the backbone, the data, the cache, where the results go."""
-    from camexp.features import FEATURE_CACHE
+    from camexp.features.extract import FEATURE_CACHE
 
     p.add_argument("backbone", help="a `camexp train` checkpoint (.ckpt) or a registered network with packaged "
                    "weights (e.g. efficientnet_lite0)")  # fmt: skip
@@ -239,11 +239,11 @@ def _add_backbone_options(p: argparse.ArgumentParser, out: str) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    """Linear probes on --data, or a concept detector on --positives/--negatives (camexp/probes.py, concepts.py)."""
+    """Linear probes on --data, or a concept detector on --positives/--negatives (camexp/features/)."""
     files, overrides = _split_configs([*(args.data or []), *args.overrides])
     cache = None if args.no_cache else args.cache
     if args.positives or args.negatives:
-        from camexp.concepts import run_concept_probe
+        from camexp.features.concepts import run_concept_probe
 
         if files or overrides:
             raise CamexpError(
@@ -256,7 +256,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, device=args.device, seed=args.seed,
         )  # fmt: skip
     else:
-        from camexp.probes import run_probe
+        from camexp.features.probes import run_probe
 
         result = run_probe(
             args.features, files, overrides, args.out or "lightning_logs/probe", split=args.split, cache_dir=cache,
@@ -268,7 +268,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_text_demo(args: argparse.Namespace) -> int:
-    from camexp.concepts import run_text_demo
+    from camexp.features.concepts import run_text_demo
 
     result = run_text_demo(
         args.out, features=args.features, n=args.n, size=args.size, seed=args.seed, rounds=args.rounds,
@@ -281,7 +281,7 @@ def cmd_text_demo(args: argparse.Namespace) -> int:
 
 def _add_probe_options(p: argparse.ArgumentParser) -> None:
     """The backbone and feature-cache options that `probe` and `text-demo` share."""
-    from camexp.features import FEATURE_CACHE
+    from camexp.features.extract import FEATURE_CACHE
 
     p.add_argument("--cache", default=FEATURE_CACHE, help="feature cache folder (default: %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="compute every feature again, write no cache")

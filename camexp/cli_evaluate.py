@@ -6,11 +6,11 @@ import argparse
 
 from camexp.errors import CamexpError
 from camexp.outputs import output_file
-from camexp.wsoleval import CAM_CURVE_INTERVAL, IOU_THRESHOLDS_V2
+from camexp.wsol.protocol import CAM_CURVE_INTERVAL, IOU_THRESHOLDS_V2
 
 
 def cmd_evaluate_maps(args: argparse.Namespace) -> int:
-    from camexp.evaluate_maps import evaluate_maps
+    from camexp.wsol.evaluate_maps import evaluate_maps
 
     heldout = None
     if bool(args.heldout_metadata) != bool(args.heldout_maps):

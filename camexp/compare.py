@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from camexp.paper import PAPER_NAMES, paper_errors, paper_key
+from camexp.paper_numbers import PAPER_NAMES, paper_errors, paper_key
 from camexp.report import BASELINE_NOTE, baseline_columns, read_results
 
 METRICS = (

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from camexp import viz
-from camexp.paper import PAPER_NAMES, paper_key
+from camexp.paper_numbers import PAPER_NAMES, paper_key
 from camexp.report import BASELINE_COLUMNS, results_table
-from camexp.wsol_scoring import V1_IOU, WSOLResult
+from camexp.wsol.scoring import V1_IOU, WSOLResult
 
 
 def wsoleval_fractions(result: WSOLResult, prefix: str) -> dict[str, float]:

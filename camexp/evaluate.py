@@ -18,16 +18,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from camexp import faults
+from camexp import runs as faults
+from camexp.callbacks.score_maps import ScoreMapCallback
 from camexp.console import quiet_console
 from camexp.data.boxes import DegenerateBoxWarning, clean_boxes
 from camexp.errors import CamexpError
 from camexp.eval_report import write_report, wsoleval_fractions
-from camexp.evaluate_maps import write_json
 from camexp.localization import BASELINES, baseline_prefix
 from camexp.outputs import output_folder
 from camexp.report import write_results
-from camexp.score_map_callback import ScoreMapCallback
 from camexp.train import (
     build_cam_callback,
     check_accelerator,
@@ -37,9 +36,10 @@ from camexp.train import (
     evaluation_trainer,
     head_name,
 )
-from camexp.wsol_metadata import SplitMetadata, write_metadata
-from camexp.wsol_scoring import WSOLScorer, format_metrics
-from camexp.wsoleval import CAM_CURVE_INTERVAL, RESIZE_LENGTH, integer_gt_boxes
+from camexp.wsol.evaluate_maps import write_json
+from camexp.wsol.metadata import SplitMetadata, write_metadata
+from camexp.wsol.protocol import CAM_CURVE_INTERVAL, RESIZE_LENGTH, integer_gt_boxes
+from camexp.wsol.scoring import WSOLScorer, format_metrics
 
 STAGES = {"val": "validate", "test": "test"}
 

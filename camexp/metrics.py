@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from camexp import wsoleval as W
+from camexp.wsol import protocol as W
 
 _COUNTS = ("total", "top1", "top5", "boxed", "loc_top1", "loc_top5", "gt_known", "heuristic")
 
@@ -89,9 +89,9 @@ class CAMLocalizationMetrics(Metric):
 
 # -- the wsoleval protocol (Choe et al., CVPR 2020): MaxBoxAcc, MaxBoxAccV2, PxAP -------------------
 # Pure `*_update` / `*_compute` functions under thin Metric classes (torchmetrics' pattern). The
-# per-image work is camexp.wsoleval's exact fast path; the states are per-threshold hit counts and
+# per-image work is camexp.wsol.protocol's exact fast path; the states are per-threshold hit counts and
 # pixel histograms, summed over batches and ranks. Logged values are fractions in [0, 1]; the
-# reference (and camexp.wsoleval.maxboxacc_from_hits) reports percent.
+# reference (and camexp.wsol.protocol.maxboxacc_from_hits) reports percent.
 
 MAXBOXACC_IOU = 50  # MaxBoxAcc (V1): IoU 0.5 with the largest contour's box
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from camexp.paper import PAPER_NAMES, paper_errors, paper_key
+from camexp.paper_numbers import PAPER_NAMES, paper_errors, paper_key
 
 ROWS = (
     ("acc_top1", "classification top-1"),

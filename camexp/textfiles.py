@@ -1,6 +1,6 @@
 """Reading the plain-text index files datasets ship with, so every failure names the file and line.
 
-Torch-free: `camexp evaluate-maps` (through camexp.wsol_metadata) reads its metadata with these helpers
+Torch-free: `camexp evaluate-maps` (through camexp.wsol.metadata) reads its metadata with these helpers
 and starts without importing torch. The DataModules import them as camexp.data.textfiles.
 """
 

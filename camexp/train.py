@@ -19,9 +19,9 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from camexp import config, data, faults
-from camexp.callbacks import CAMCallback
+from camexp.callbacks.cam_metrics import CAMCallback
+from camexp.callbacks.dashboards import EvaluationDashboards
 from camexp.console import progress_callbacks, quiet_console, verbose
-from camexp.dashboards import EvaluationDashboards
 from camexp.errors import CamexpError, CheckpointMismatchError, ConfigError
 from camexp.models import CAMNet, available_networks
 from camexp.outputs import check_writable, output_file
@@ -192,7 +192,7 @@ def check_before_work(cfg: DictConfig, run_dir: Path, run_dir_file: str | None =
         fix = "Give --run-dir-file a path in a folder you can write."
         check_writable(Path(run_dir_file).parent, f"the folder of --run-dir-file {run_dir_file}", fix)
     if cfg.logger.wandb.enabled:
-        from camexp.wandb_logging import check_login  # imports wandb: only when enabled
+        from camexp.loggers import check_login  # imports wandb: only when enabled
 
         check_login()
 
@@ -228,7 +228,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resuming: bool = False) -> lis
         loggers.append(TensorBoardLogger(root, name=name, version=version, default_hp_metric=not resuming))
     w = cfg.logger.wandb
     if w.enabled:
-        from camexp.wandb_logging import build_wandb_logger  # imports wandb: only when enabled
+        from camexp.loggers import build_wandb_logger  # imports wandb: only when enabled
 
         written = config.as_written(cfg)  # resolved, but ${oc.env:...} as written: no secrets in the W&B config
         loggers.append(build_wandb_logger(run_dir, written, w.project, w.entity, list(w.tags), w.log_model))
@@ -349,7 +349,7 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
     if trainer.is_global_zero:
         faults.remove_stale_temporaries(run_dir)
         if wandb_logger is not None:
-            from camexp.wandb_logging import remember_run_id
+            from camexp.loggers import remember_run_id
 
             remember_run_id(wandb_logger, run_dir)
     if ckpt_path and trainer.is_global_zero:  # the resumed run logs what was logged after its checkpoint again
@@ -378,13 +378,13 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
                 Path(run_dir_file).write_text(str(run_dir) + "\n")
             summary = _summary(cfg, run_dir, table, checkpoints, cam_callback, results, head_name(model))
             if wandb_logger is not None:
-                from camexp.wandb_logging import run_location
+                from camexp.loggers import run_location
 
                 summary += f"\nW&B run       : {run_location(wandb_logger)}"
             print(summary, flush=True)
     finally:
         if wandb_logger is not None and trainer.is_global_zero:
-            from camexp.wandb_logging import finish
+            from camexp.loggers import finish
 
             finish()  # the next train() in this process starts a new W&B run
     return results

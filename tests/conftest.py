@@ -17,7 +17,7 @@ TINY_SYNTH = dict(seed=0, n_train=48, n_val=21, size=64, num_classes=4)
 @pytest.fixture(scope="session")
 def tiny_synthloc(tmp_path_factory) -> Path:
     """A 4-class, 64 px SynthLoc set (48 train / 21 val) in the CUB layout, written once per session."""
-    from camexp.synth import generate_synthloc
+    from camexp.data.synth import generate_synthloc
 
     return generate_synthloc(tmp_path_factory.mktemp("synth") / "synthloc", progress=False, **TINY_SYNTH)
 

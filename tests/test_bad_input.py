@@ -154,7 +154,7 @@ def test_wandb_online_without_a_login_is_refused_before_the_run_directory_is_mad
         """
         import os
         from camexp.errors import CamexpError
-        from camexp.wandb_logging import check_login
+        from camexp.loggers import check_login
         os.environ["WANDB_API_KEY"] = "x" * 40
         check_login()
         os.environ["WANDB_API_KEY"] = "abc"

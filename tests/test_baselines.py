@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from camexp import config
-from camexp import wsoleval as W
 from camexp.eval_report import wsoleval_table
 from camexp.localization import (
     baseline_best_ious,
@@ -29,7 +28,8 @@ from camexp.metrics import (
 )
 from camexp.report import results_table
 from camexp.train import train
-from camexp.wsol_scoring import WSOLScorer
+from camexp.wsol import protocol as W
+from camexp.wsol.scoring import WSOLScorer
 from tests.conftest import REPO, tiny_overrides, validate_with_cam_callback
 
 GRID = 1000

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camexp.contour_tree import level_contours, level_largest, level_max
+from camexp.wsol.contour_tree import level_contours, level_largest, level_max
 
 
 def opencv_contours(q: np.ndarray, level: int) -> list[tuple[int, int, int, int, int]]:

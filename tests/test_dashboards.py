@@ -19,7 +19,7 @@ from tests.conftest import REPO, TINY_SYNTH, tiny_overrides
 def test_wandb_is_not_imported_unless_enabled(tmp_path):
     code = (
         "import sys; from camexp import config; from camexp.train import build_loggers, train, validate; "
-        "import camexp.dashboards, camexp.callbacks; "
+        "import camexp.callbacks.dashboards, camexp.callbacks.cam_metrics; "
         f"cfg = config.load(None, ['logger.save_dir={tmp_path}']); "
         f"loggers = build_loggers(cfg, __import__('pathlib').Path('{tmp_path}/run')); "
         "assert [type(lg).__name__ for lg in loggers] == ['TensorBoardLogger'], loggers; "

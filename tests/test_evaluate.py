@@ -12,10 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import wsoleval_reference as R
 from omegaconf import OmegaConf
 
-from camexp import wsoleval as W
-from camexp.wsol_scoring import WSOLResult, heldout_metrics
+from camexp.wsol import protocol as W
+from camexp.wsol.scoring import WSOLResult, heldout_metrics
 from tests.conftest import REPO, tiny_overrides
 
 IOUS = (30, 50, 70)
@@ -81,10 +82,10 @@ def reference_box_counts(maps: dict[str, np.ndarray], interval: float = 0.001) -
     v1 = np.zeros((1, len(grid)))
     v2 = np.zeros((3, len(grid)))
     for image_id, size, boxes in BOX_SET:
-        scoremap = W.reference_normalize_scoremap(maps[image_id])
-        gt = np.array([W.reference_resize_bbox(b, size, (224, 224)) for b in boxes])
-        v1 += W.reference_box_hits(scoremap, gt, (50,), multi_contour_eval=False, cam_threshold_list=grid)
-        v2 += W.reference_box_hits(scoremap, gt, IOUS, multi_contour_eval=True, cam_threshold_list=grid)
+        scoremap = R.reference_normalize_scoremap(maps[image_id])
+        gt = np.array([R.reference_resize_bbox(b, size, (224, 224)) for b in boxes])
+        v1 += R.reference_box_hits(scoremap, gt, (50,), multi_contour_eval=False, cam_threshold_list=grid)
+        v2 += R.reference_box_hits(scoremap, gt, IOUS, multi_contour_eval=True, cam_threshold_list=grid)
     return v1, v2
 
 
@@ -108,8 +109,8 @@ def test_evaluate_maps_equals_the_reference_port_digit_for_digit(box_split, tmp_
     assert got["counts"]["hits_v1"] == v1[0].astype(int).tolist()
     assert got["counts"]["hits_v2"] == v2.astype(int).tolist()
     n = len(BOX_SET)
-    assert got["maxboxacc"] == W.reference_maxboxacc(v1, n)[0]
-    per_iou = W.reference_maxboxacc(v2, n)
+    assert got["maxboxacc"] == R.reference_maxboxacc(v1, n)[0]
+    per_iou = R.reference_maxboxacc(v2, n)
     assert got["maxboxacc_v2"] == float(np.average(per_iou))
     assert [got["maxboxacc_v2_per_iou"][str(i)] for i in IOUS] == per_iou
     assert 0 < got["maxboxacc_v2"] < 100  # the set is neither trivially solved nor hopeless
@@ -127,9 +128,9 @@ def test_largest_contour_rule_and_other_ious(box_split, tmp_path):
     grid = list(np.arange(0, 1, 0.01))
     expected = np.zeros((2, 100))
     for image_id, size, boxes in BOX_SET:
-        gt = np.array([W.reference_resize_bbox(b, size, (224, 224)) for b in boxes])
-        scoremap = W.reference_normalize_scoremap(maps[image_id])
-        expected += W.reference_box_hits(scoremap, gt, (40, 60), multi_contour_eval=False, cam_threshold_list=grid)
+        gt = np.array([R.reference_resize_bbox(b, size, (224, 224)) for b in boxes])
+        scoremap = R.reference_normalize_scoremap(maps[image_id])
+        expected += R.reference_box_hits(scoremap, gt, (40, 60), multi_contour_eval=False, cam_threshold_list=grid)
     assert got["counts"]["hits_v2"] == expected.astype(int).tolist()
     assert got["iou_thresholds"] == [40, 60] and got["multi_contour"] is False and got["num_thresholds"] == 100
 
@@ -178,17 +179,17 @@ def test_pxap_from_mask_metadata_equals_the_reference_port(tmp_path):
     got = json.loads(out.read_text())
     fg_total, bg_total = np.zeros(1002), np.zeros(1002)
     for cam, mask in truth.values():
-        fg, bg = W.reference_pixel_histograms(W.reference_normalize_scoremap(cam), mask)
+        fg, bg = R.reference_pixel_histograms(R.reference_normalize_scoremap(cam), mask)
         fg_total += fg
         bg_total += bg
-    assert got["pxap"] == W.reference_pxap(fg_total, bg_total)
+    assert got["pxap"] == R.reference_pxap(fg_total, bg_total)
     assert got["num_mask_images"] == 3 and got["num_images"] == 0 and "maxboxacc" not in got
     assert got["counts"]["fg_hist"] == fg_total.astype(int).tolist()
 
 
 def test_upstream_saved_maps_are_scored_unchanged():
     # upstream's inference.py saves maps already resized to 224 and normalized: re-normalizing is the identity
-    cam = W.reference_normalize_scoremap(smooth_map(np.random.default_rng(0), (14, 14)))
+    cam = R.reference_normalize_scoremap(smooth_map(np.random.default_rng(0), (14, 14)))
     assert np.array_equal(W.normalize_scoremap(cam), cam)
 
 
@@ -388,8 +389,8 @@ def test_evaluate_backprop_saves_input_resolution_saliency(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_sweeps_the_boxes_once_when_the_run_used_the_wsoleval_protocol(tiny_run, tmp_path, monkeypatch):
-    from camexp import wsoleval as W
     from camexp.evaluate import evaluate_checkpoint
+    from camexp.wsol import protocol as W
 
     sweeps = []
     sweep = W.box_hits_v1_v2

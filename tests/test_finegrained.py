@@ -16,16 +16,16 @@ from PIL import Image
 from camexp import cli
 from camexp.cam import upsample_cams
 from camexp.data.images import load_rgb
-from camexp.features import evaluation_split, load_backbone, probe_data
-from camexp.finegrained import (
+from camexp.features.extract import evaluation_split, load_backbone, probe_data
+from camexp.features.finegrained import (
     CropDataset,
     crop_box,
     crop_features,
     run_finegrained,
     svm_class_weights,
 )
+from camexp.features.svm import fit_linear_svm, raw_space_weights, svm_cams
 from camexp.localization import boxes_from_cams
-from camexp.svm import fit_linear_svm, raw_space_weights, svm_cams
 from tests.conftest import REPO, TINY_SYNTH, cub_table, tiny_overrides
 from tests.datasets_fixtures import write_indoor67
 from tests.tiny_backbones import fc_checkpoint

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from camexp import cli
-from camexp.concepts import mine_hard_negatives, top_scored
-from camexp.features import cached_features, evaluation_split, load_backbone, probe_data
-from camexp.probes import NO_BOXES_NOTE, class_scores, class_weight_matrix
-from camexp.svm import fit_linear_svm, svm_cams
+from camexp.features.concepts import mine_hard_negatives, top_scored
+from camexp.features.extract import cached_features, evaluation_split, load_backbone, probe_data
+from camexp.features.probes import NO_BOXES_NOTE, class_scores, class_weight_matrix
+from camexp.features.svm import fit_linear_svm, svm_cams
 from tests.conftest import REPO, TINY_SYNTH, tiny_overrides
 from tests.datasets_fixtures import write_image, write_indoor67
 from tests.probe_fixtures import save_checkpoint

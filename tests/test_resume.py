@@ -24,7 +24,7 @@ from torch.utils.data import TensorDataset
 from camexp import config
 from camexp.cli import main
 from camexp.data.resumable import ResumableDataLoader, ResumableDistributedSampler
-from camexp.faults import (
+from camexp.runs import (
     AtomicCheckpointIO,
     CheckpointError,
     check_checkpoint,
@@ -262,7 +262,7 @@ SIGNAL_WAITER = textwrap.dedent(
     import os, sys, time
     from pytorch_lightning.callbacks import ModelCheckpoint
     from camexp.cli import main
-    from camexp.faults import PreemptionCheckpoint
+    from camexp.runs import PreemptionCheckpoint
 
     pause_at = int(os.environ["PAUSE_AT_STEP"])
     original = ModelCheckpoint.on_train_batch_end

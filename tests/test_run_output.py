@@ -202,7 +202,7 @@ def test_compare_prints_no_paper_column_of_dashes_only(tmp_path):
 @pytest.mark.parametrize("network, beside", [("synthnet", False), ("googlenet_gap", True)])
 def test_report_says_beside_the_paper_only_with_a_paper_column(tmp_path, network, beside):
     from camexp.eval_report import write_report
-    from camexp.wsol_scoring import WSOLScorer
+    from camexp.wsol.scoring import WSOLScorer
 
     scorer = WSOLScorer(0.1)
     scorer.add(np.random.default_rng(0).random((8, 8)), np.array([[10, 10, 100, 100]]))

@@ -1,7 +1,7 @@
 import torch
 import torch.nn as nn
 
-from camexp.saliency import gradient_saliency
+from camexp.cam import gradient_saliency
 
 
 def test_linear_network_saliency_is_abs_weight_max_over_channels():

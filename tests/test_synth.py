@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from camexp.data.cub_datamodule import SynthLocDataModule
-from camexp.errors import DatasetError
-from camexp.synth import (
+from camexp.data.synth import (
     CLASS_NAMES,
     COLOUR_FAMILIES,
     HEAD_COLOURS,
@@ -30,6 +29,7 @@ from camexp.synth import (
     read_metadata,
     render_sample,
 )
+from camexp.errors import DatasetError
 from tests.conftest import cub_table, tight_box
 
 SMALL = dict(seed=3, n_train=20, n_val=10, size=64, num_classes=10, progress=False)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from camexp import cli
-from camexp.concepts import concept_files, mining_sizes, read_concept_boxes
 from camexp.data.text import generate_text_set, packaged_photos, photo_crop, render_text
 from camexp.errors import DatasetError
+from camexp.features.concepts import concept_files, mining_sizes, read_concept_boxes
 from tests.probe_fixtures import save_checkpoint
 
 

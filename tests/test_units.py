@@ -11,9 +11,9 @@ from PIL import Image
 
 from camexp import cli
 from camexp.cam import class_activation_maps
-from camexp.features import SplitFeatures, cached_features, evaluation_split, load_backbone, probe_data
-from camexp.svm import fit_linear_svm, raw_space_weights
-from camexp.units import (
+from camexp.features.extract import SplitFeatures, cached_features, evaluation_split, load_backbone, probe_data
+from camexp.features.svm import fit_linear_svm, raw_space_weights
+from camexp.features.units import (
     COMBINATION_COLUMNS,
     TABLE_COLUMNS,
     map_correlation,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import wsoleval_reference as R
 
-from camexp import wsoleval as W
+from camexp.wsol import protocol as W
 
 HALF = np.array([0.5])  # one CAM threshold: foreground = q > int(0.5 * 255) = 127
 REAL_COST_MODEL = W._prefer_tracing  # before the fixture below replaces it in each test
@@ -30,7 +31,7 @@ def blocks(shape: tuple[int, int], *rects: tuple[int, int, int, int], value: flo
 
 def boxes_at(scoremap: np.ndarray, multi: bool, thresholds=HALF) -> list[list[int]]:
     """The reference port's boxes at a single threshold, as plain lists."""
-    found, _ = W.reference_compute_bboxes_from_scoremaps(scoremap, list(thresholds), multi)
+    found, _ = R.reference_compute_bboxes_from_scoremaps(scoremap, list(thresholds), multi)
     return found[0].tolist()
 
 
@@ -122,7 +123,7 @@ def test_largest_contour_wins_over_an_earlier_smaller_one():
 def test_constant_or_nan_map_gives_zeros_and_the_empty_box(cam):
     m = W.normalize_scoremap(cam)
     assert m.shape == (224, 224) and m.dtype == np.float64 and not m.any()
-    assert np.array_equal(m, W.reference_normalize_scoremap(cam))
+    assert np.array_equal(m, R.reference_normalize_scoremap(cam))
     assert boxes_at(m, multi=True) == [[0, 0, 0, 0]]
     # Box (0, 0, 0, 0) is one pixel: IoU with (0, 0, 9, 9) is 1 / 100 at every threshold.
     best = W.best_iou_per_threshold(m, np.array([[0, 0, 9, 9]]), True)
@@ -137,7 +138,7 @@ def test_infinite_value_gives_zeros_where_the_reference_is_undefined(value):
     normalize_scoremap scores such a map (a network's overflow) as NaN maps are scored: all zeros, no box."""
     cam = smooth_map_14()
     cam[3, 4] = value
-    assert np.isnan(W.reference_normalize_scoremap(cam)).any()  # what upstream would go on with
+    assert np.isnan(R.reference_normalize_scoremap(cam)).any()  # what upstream would go on with
     m = W.normalize_scoremap(cam)
     assert m.shape == (224, 224) and np.isfinite(m).all() and not m.any()
     assert boxes_at(m, multi=True) == [[0, 0, 0, 0]]
@@ -164,7 +165,7 @@ def test_cut_is_truncated_fraction_of_the_quantized_max():
 def test_resize_gt_boxes_truncates_like_the_reference():
     boxes = np.array([[10, 20, 333, 199], [0, 0, 499, 374]])
     got = W.resize_gt_boxes(boxes, image_wh=(500, 375))
-    want = [W.reference_resize_bbox(b, (500, 375), (224, 224)) for b in boxes]
+    want = [R.reference_resize_bbox(b, (500, 375), (224, 224)) for b in boxes]
     assert got.tolist() == [list(b) for b in want]
     assert got.tolist()[1] == [0, 0, int(499 * 224 / 500), int(374 * 224 / 375)] == [0, 0, 223, 223]
 
@@ -174,7 +175,7 @@ def test_normalize_scoremap_matches_reference_for_float32_and_nonsquare_input():
     for shape in [(14, 14), (7, 9), (28, 28)]:
         cam = rng.normal(size=shape).astype(np.float32)
         got = W.normalize_scoremap(cam)
-        assert np.array_equal(got, W.reference_normalize_scoremap(cam))
+        assert np.array_equal(got, R.reference_normalize_scoremap(cam))
         assert got.min() == 0.0 and got.max() == 1.0
 
 
@@ -202,7 +203,7 @@ def test_maxboxacc_and_heldout_helpers_by_hand():
     assert result["best_index"] == {30: 2, 50: 2, 70: 3}  # ties: first threshold
     assert result["best_threshold"] == {30: 0.4, 50: 0.4, 70: 0.6}
     assert result["mean"] == 75.0
-    assert result["accuracy"][50] == W.reference_maxboxacc(counts, 4)[1]
+    assert result["accuracy"][50] == R.reference_maxboxacc(counts, 4)[1]
     # Held out: pick on this split (sum over rows: [1, 6, 8, 7, 1] -> index 2), apply elsewhere.
     index = W.select_threshold_index(counts)
     assert index == 2
@@ -220,7 +221,7 @@ def test_pxap_perfect_and_by_hand():
     # Swapped roles: going down the thresholds, 0.9 and 0.8 are false positives, then 0.2
     # (precision 1/3, recall 1/2) and 0.1 (precision 2/4, recall 1): AP = 1/3 * 1/2 + 2/4 * 1/2.
     fg2, bg2 = W.pixel_histograms(m, np.array([[0, 0], [1, 1]], dtype=np.uint8))
-    ref = W.reference_pxap(*W.reference_pixel_histograms(m, np.array([[0, 0], [1, 1]])))
+    ref = R.reference_pxap(*R.reference_pixel_histograms(m, np.array([[0, 0], [1, 1]])))
     assert W.pxap_from_histograms(fg2, bg2) == ref == pytest.approx(100 * (0.5 * 1 / 3 + 0.5 * 2 / 4))
     with pytest.raises(RuntimeError, match="No positive ground truth"):
         W.pxap_from_histograms(np.zeros(1002), bg)
@@ -256,9 +257,9 @@ def random_gt(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 
 def assert_same_as_reference(scoremap, gt, thresholds, multi):
-    ref_best = W.reference_best_iou_per_threshold(scoremap, gt, multi, list(thresholds))
+    ref_best = R.reference_best_iou_per_threshold(scoremap, gt, multi, list(thresholds))
     assert np.array_equal(W.best_iou_per_threshold(scoremap, gt, multi, thresholds), ref_best)
-    ref_hits = W.reference_count_hits(ref_best, (30, 50, 70))
+    ref_hits = R.reference_count_hits(ref_best, (30, 50, 70))
     got = W.box_hits_per_threshold(scoremap, gt, (30, 50, 70), multi, thresholds)
     assert got.dtype == bool and np.array_equal(got, ref_hits.astype(bool))
     return ref_hits
@@ -295,7 +296,7 @@ def test_fast_path_equals_reference_on_full_grid_224():
             sums[multi] += W.box_hits_per_threshold(scoremap, gt, multi_contour=multi)
     for multi in (False, True):
         got = W.maxboxacc_from_hits(sums[multi], n)
-        want = W.reference_maxboxacc(ref_sums[multi], n)
+        want = R.reference_maxboxacc(ref_sums[multi], n)
         assert [got["accuracy"][t] for t in (30, 50, 70)] == want
         assert got["mean"] == np.average(want)
 
@@ -314,17 +315,17 @@ def test_pixel_histograms_and_pxap_equal_reference():
         mask = (rng.random(scoremap.shape) < 0.4).astype(np.uint8)
         mask[rng.random(scoremap.shape) < 0.1] = 255
         fg, bg = W.pixel_histograms(scoremap, mask)
-        rfg, rbg = W.reference_pixel_histograms(scoremap, mask)
+        rfg, rbg = R.reference_pixel_histograms(scoremap, mask)
         assert np.array_equal(fg, rfg) and np.array_equal(bg, rbg)
         fg_sum += fg
         bg_sum += bg
         ref_fg += rfg
         ref_bg += rbg
-    assert W.pxap_from_histograms(fg_sum, bg_sum) == W.reference_pxap(ref_fg, ref_bg)
+    assert W.pxap_from_histograms(fg_sum, bg_sum) == R.reference_pxap(ref_fg, ref_bg)
     # A coarser, non-uniform threshold list goes through the exact fallback.
     thresholds = np.sort(rng.random(17))
     fg, bg = W.pixel_histograms(scoremap, mask, thresholds)
-    rfg, rbg = W.reference_pixel_histograms(scoremap, mask, list(thresholds))
+    rfg, rbg = R.reference_pixel_histograms(scoremap, mask, list(thresholds))
     assert np.array_equal(fg, rfg) and np.array_equal(bg, rbg)
 
 

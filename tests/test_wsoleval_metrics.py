@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import wsoleval_reference as R
 from PIL import Image
 
-from camexp import wsoleval as W
 from camexp.cam import class_activation_maps
 from camexp.data.cub import read_cub
 from camexp.metrics import (
@@ -22,6 +22,7 @@ from camexp.metrics import (
     wsoleval_scoremaps,
     wsoleval_thresholds,
 )
+from camexp.wsol import protocol as W
 from tests.conftest import validate_with_cam_callback
 
 SIZE = 48  # a small eval frame keeps the reference port fast; the arithmetic is the same as at 224
@@ -55,11 +56,11 @@ def reference_counts(raw, boxes, counts, sizes, grid):
     v1 = np.zeros((1, grid))
     v2 = np.zeros((3, grid))
     for i in range(len(raw)):
-        scoremap = W.reference_normalize_scoremap(raw[i].double().numpy(), SIZE)
+        scoremap = R.reference_normalize_scoremap(raw[i].double().numpy(), SIZE)
         size = tuple(sizes[i].tolist())
-        gt = [W.reference_resize_bbox(b, size, (SIZE, SIZE)) for b in boxes[i, : counts[i]].tolist()]
-        v1 += W.reference_box_hits(scoremap, gt, (50,), False, thresholds)
-        v2 += W.reference_box_hits(scoremap, gt, (30, 50, 70), True, thresholds)
+        gt = [R.reference_resize_bbox(b, size, (SIZE, SIZE)) for b in boxes[i, : counts[i]].tolist()]
+        v1 += R.reference_box_hits(scoremap, gt, (50,), False, thresholds)
+        v2 += R.reference_box_hits(scoremap, gt, (30, 50, 70), True, thresholds)
     return v1, v2
 
 
@@ -80,8 +81,8 @@ def test_maxboxacc_class_equals_functional_and_reference():
     assert np.array_equal(f_v1, ref_v1[0]) and np.array_equal(f_v2, ref_v2)
     # Values: fractions here, percent upstream; same maxima and the same (first) best thresholds.
     out = metric.compute()
-    ref_v1_acc = W.reference_maxboxacc(ref_v1, 24)
-    ref_v2_acc = W.reference_maxboxacc(ref_v2, 24)
+    ref_v1_acc = R.reference_maxboxacc(ref_v1, 24)
+    ref_v2_acc = R.reference_maxboxacc(ref_v2, 24)
     assert out["maxboxacc"].item() * 100 == pytest.approx(ref_v1_acc[0], abs=1e-12)
     assert out["maxboxacc_v2"].item() * 100 == pytest.approx(np.average(ref_v2_acc), abs=1e-12)
     grid = wsoleval_thresholds(GRID)
@@ -125,7 +126,7 @@ def test_pxap_class_equals_functional_and_reference_and_merges():
     masks[rng.random(maps.shape) < 0.05] = 255  # ignored pixels
     ref_fg, ref_bg = np.zeros(GRID + 2), np.zeros(GRID + 2)
     for m, mask in zip(maps, masks, strict=True):
-        fg, bg = W.reference_pixel_histograms(m, mask, list(wsoleval_thresholds(GRID)))
+        fg, bg = R.reference_pixel_histograms(m, mask, list(wsoleval_thresholds(GRID)))
         ref_fg += fg
         ref_bg += bg
     whole = PxAP(GRID)
@@ -133,7 +134,7 @@ def test_pxap_class_equals_functional_and_reference_and_merges():
     assert whole.fg_hist.tolist() == ref_fg.tolist() and whole.bg_hist.tolist() == ref_bg.tolist()
     fg, bg = pxap_update(maps, masks, wsoleval_thresholds(GRID))
     assert np.array_equal(fg, ref_fg) and np.array_equal(bg, ref_bg)
-    assert whole.compute().item() * 100 == pytest.approx(W.reference_pxap(ref_fg, ref_bg), abs=1e-12)
+    assert whole.compute().item() * 100 == pytest.approx(R.reference_pxap(ref_fg, ref_bg), abs=1e-12)
     rank0, rank1 = PxAP(GRID), PxAP(GRID)
     rank0.update(torch.from_numpy(maps[:4]), torch.from_numpy(masks[:4]))
     rank1.update(maps[4:], masks[4:])

@@ -22,9 +22,9 @@ from PIL import Image
 from camexp.data.boxes import BoxReport
 from camexp.data.image_list import ImageList, ImageListDataset
 from camexp.data.images import load_mask
-from camexp.data.textfiles import line_error, read_lines
 from camexp.data.transforms import resize_mask
 from camexp.errors import DatasetError
+from camexp.textfiles import line_error, read_lines
 
 CUB_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt", "classes.txt")
 LAYOUT_HELP = (

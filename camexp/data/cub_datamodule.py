@@ -36,7 +36,7 @@ class SynthLocDataModule(CUBDataModule):
         self.synth = dict(synth)
 
     def prepare_data(self) -> None:
-        from camexp.synth import expected_metadata, generate_synthloc, read_metadata
+        from camexp.data.synth import expected_metadata, generate_synthloc, read_metadata
 
         try:
             wanted = expected_metadata(**self.synth)

@@ -5,7 +5,7 @@ A second embedded localization benchmark whose objects nobody here drew. Each im
 the canvas, at a random position fully inside, among fragments (random 8-12 px crops, zoomed the same way)
 of other digits of the same split, as in Cluttered MNIST (Mnih et al., NeurIPS 2014). The mask is the
 target digit's own pixels (> MASK_THRESHOLD after zooming), the box its tight box. Written in the
-CUB-200-2011 layout like SynthLoc (camexp/cub_writer.py), plus `digit_sources.txt`, which records where
+CUB-200-2011 layout like SynthLoc (camexp/data/cub_writer.py), plus `digit_sources.txt`, which records where
 every image's pixels came from. Train and val images draw on disjoint source digits: of the 500 digits per
 class, the first 400 in file order feed train, the last 100 val. See docs/datasets.md.
 """
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from camexp import cub_writer
+from camexp.data import cub_writer
 from camexp.errors import ConfigError, DatasetError
 
 DIGITS_VERSION = 1

@@ -24,8 +24,8 @@ from camexp.data.datamodule import check_extra_options
 from camexp.data.folders import class_folders, images_under, is_image_file, scan_class_folders
 from camexp.data.ilsvrc_val import ValAnnotation, read_loc_csv, read_voc_dir
 from camexp.data.image_list import ImageList, ImageListDataModule
-from camexp.data.textfiles import line_error, read_lines
 from camexp.errors import ConfigError, DatasetError
+from camexp.textfiles import line_error, read_lines
 
 LAYOUT_HELP = (
     "Expected under data.root: train/<wnid>/*.JPEG, val/*.JPEG and either LOC_val_solution.csv "

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from camexp.data.boxes import BoxReport
-from camexp.data.textfiles import line_error, read_lines
 from camexp.data.voc_xml import parse_voc_xml
 from camexp.errors import DatasetError
+from camexp.textfiles import line_error, read_lines
 
 CSV_HEADER = "ImageId,PredictionString"
 

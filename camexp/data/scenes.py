@@ -22,8 +22,8 @@ from typing import Any
 from camexp.data.datamodule import check_extra_options
 from camexp.data.folders import check_class_folders_nonempty
 from camexp.data.image_list import ImageList, ImageListDataModule
-from camexp.data.textfiles import line_error, read_lines
 from camexp.errors import ConfigError, DatasetError
+from camexp.textfiles import line_error, read_lines
 
 PLACES_HELP = (
     "Expected Places365-Standard under data.root: categories_places365.txt, places365_train_standard.txt, "

@@ -12,7 +12,7 @@ Splits: train (= train-weaksup), val (= train-fullsup: ImageNetV2, CUBV2, OpenIm
 Boxes are clipped with image_sizes.txt and scaled with those sizes, as the reference does. OpenImages
 evaluation samples carry `mask` (union of the instance masks, bool S x S) and `mask_ignore` (the
 ignore region minus the foreground, bool S x S), both resized with cv2 nearest neighbour and `> 0.5`
-exactly as the reference's get_mask(); they carry no `boxes`. The files are parsed by camexp.wsol_metadata,
+exactly as the reference's get_mask(); they carry no `boxes`. The files are parsed by camexp.wsol.metadata,
 the layout's one parser (shared with `camexp evaluate-maps`); this module clips the boxes, requires ground
 truth for every evaluation image and builds the datasets.
 """
@@ -32,7 +32,7 @@ from camexp.data.datamodule import check_extra_options
 from camexp.data.image_list import ImageList, ImageListDataModule, ImageListDataset, decode_min_side
 from camexp.data.transforms import clip_boxes
 from camexp.errors import ConfigError, DatasetError
-from camexp.wsol_metadata import (
+from camexp.wsol.metadata import (
     SplitMetadata,
     mask_layers,
     read_class_labels,
@@ -68,7 +68,7 @@ class WSOLSplit:
 
 
 def read_labels(split_dir: Path) -> SplitMetadata:
-    """image_ids.txt order and its class labels (every id must have one), parsed by camexp.wsol_metadata."""
+    """image_ids.txt order and its class labels (every id must have one), parsed by camexp.wsol.metadata."""
     meta = read_image_ids(split_dir, HELP)
     read_class_labels(split_dir, meta, HELP)
     require(split_dir / "class_labels.txt", meta, meta.labels, "label", "Every image needs its class.", HELP)

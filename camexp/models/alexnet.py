@@ -14,7 +14,8 @@ import torch.nn as nn
 import torchvision
 
 from camexp.errors import CamexpError
-from camexp.models.paper import (
+from camexp.models.registry import register
+from camexp.models.surgery import (
     AddedConvNet,
     FCNet,
     added_convs,
@@ -25,7 +26,6 @@ from camexp.models.paper import (
     require_avg_pool,
     torchvision_meta,
 )
-from camexp.models.registry import register
 from camexp.models.weights import PretrainedLayout, load_weights
 
 _GAP_LAYOUT = PretrainedLayout("alexnet", features_only_rename, fresh=("added.", "classifier."))

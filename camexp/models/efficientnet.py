@@ -25,8 +25,8 @@ from torch import Tensor
 
 from camexp.errors import CamexpError
 from camexp.models.heads import ChannelAffine, GlobalPoolNet
-from camexp.models.paper import IMAGENET_CLASSES
 from camexp.models.registry import register
+from camexp.models.surgery import IMAGENET_CLASSES
 from camexp.models.weights import PretrainedLayout, load_weights
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what data.normalize=imagenet subtracts (camexp.data.transforms)

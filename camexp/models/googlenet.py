@@ -18,8 +18,8 @@ import torch.nn as nn
 import torchvision
 
 from camexp.models.heads import ChannelAffine, GlobalPoolNet
-from camexp.models.paper import IMAGENET_CLASSES, AddedConvNet, added_convs
 from camexp.models.registry import register
+from camexp.models.surgery import IMAGENET_CLASSES, AddedConvNet, added_convs
 from camexp.models.weights import PretrainedLayout, load_weights
 
 _UP_TO_4E = (

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torchvision
 
-from camexp.models.paper import (
+from camexp.models.registry import register
+from camexp.models.surgery import (
     AddedConvNet,
     FCNet,
     added_convs,
@@ -18,7 +19,6 @@ from camexp.models.paper import (
     require_avg_pool,
     torchvision_meta,
 )
-from camexp.models.registry import register
 from camexp.models.weights import PretrainedLayout, load_weights
 
 

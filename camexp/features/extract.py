@@ -28,7 +28,7 @@ from camexp import config
 from camexp.data import CAMDataModule, build
 from camexp.data.collate import collate_samples
 from camexp.errors import CamexpError
-from camexp.explainer import Explainer, load_explainer
+from camexp.explain import Explainer, load_explainer
 from camexp.models.heads import global_pool
 
 CACHE_VERSION = 1  # bump when what is stored changes
@@ -121,7 +121,7 @@ def cached_features(
 ) -> SplitFeatures:
     """`extract`, read from `cache_dir` when this backbone's features of this split are there (instant), else
     computed and written there (atomically: a killed extraction leaves no partial file). variant: what else
-    decides the images beyond the split's files (e.g. the crop boxes of camexp.finegrained), part of the key."""
+    decides the images beyond the split's files (e.g. the crop boxes of features.finegrained), part of the key."""
     if cache_dir is None:
         return extract(backbone, dataset, batch_size, num_workers, desc)
     key = f"{backbone_fingerprint(backbone.net)}_{split_fingerprint(dataset, backbone.input_size, backbone.normalize)}"

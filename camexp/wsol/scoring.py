@@ -4,7 +4,7 @@ One `WSOLScorer` serves both commands: `camexp evaluate-maps` feeds it maps read
 feeds it the maps the network just produced. Same function, same inputs, hence the same digits. The state
 is fixed-size (hit counts per threshold, two pixel histograms), so memory does not grow with the split.
 Each raw map goes through the reference preprocessing (``normalize_scoremap``: bicubic to 224 x 224 in
-float64, min-max), then camexp.wsoleval's fast, exact hit counting.
+float64, min-max), then camexp.wsol.protocol's fast, exact hit counting.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from camexp import wsoleval as W
+from camexp.wsol import protocol as W
 
 V1_IOU = 50  # MaxBoxAcc (V1): IoU 0.5, largest contour
 

@@ -1,7 +1,7 @@
 """`camexp evaluate-maps`: score saved maps against wsolevaluation metadata, optionally with the held-out protocol.
 
-Reads one split's metadata (camexp.wsol_metadata) and its ``<image_id>.npy`` maps (camexp.score_maps),
-and scores them with camexp.wsol_scoring. No torch import: it starts in a fraction of a second.
+Reads one split's metadata (camexp.wsol.metadata) and its ``<image_id>.npy`` maps (camexp.wsol.score_maps),
+and scores them with camexp.wsol.scoring. No torch import: it starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from camexp import wsoleval as W
 from camexp.errors import DatasetError
-from camexp.score_maps import load_map, map_path, missing_maps
-from camexp.wsol_metadata import SplitMetadata, load_gt_mask, read_metadata
-from camexp.wsol_scoring import WSOLResult, WSOLScorer, format_metrics, heldout_metrics
+from camexp.wsol import protocol as W
+from camexp.wsol.metadata import SplitMetadata, load_gt_mask, read_metadata
+from camexp.wsol.score_maps import load_map, map_path, missing_maps
+from camexp.wsol.scoring import WSOLResult, WSOLScorer, format_metrics, heldout_metrics
 
 
 def gt_boxes_224(meta: SplitMetadata, image_id: str):

@@ -23,9 +23,8 @@ from torch import Tensor
 from torchmetrics.aggregation import SumMetric
 
 from camexp import viz
-from camexp import wsoleval as W
 from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS, PerClassLocalization, ThresholdCurve
-from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
+from camexp.cam import class_activation_maps, gradient_saliency, normalize_cams, upsample_cams
 from camexp.localization import (
     BASELINES,
     baseline_best_ious,
@@ -44,7 +43,7 @@ from camexp.metrics import (
     wsoleval_gt_boxes,
     wsoleval_scoremaps,
 )
-from camexp.saliency import gradient_saliency
+from camexp.wsol import protocol as W
 
 try:  # Lightning >= 2.1 marks hook overrides; fall back to a no-op decorator
     from typing_extensions import override
@@ -134,7 +133,7 @@ class OverlaySample:
 
 @dataclass
 class EvaluationSummary:
-    """What one validation/test pass produced, synced over ranks; dashboards publish it (camexp/dashboards.py)."""
+    """What one validation/test pass produced, synced over ranks; the dashboards callback publishes it."""
 
     split: str
     epoch: int

@@ -3,7 +3,7 @@ hard-negative mining, and the CAM of its weights localizing the concept (paper s
 in weakly labelled images, the weakly supervised text detector).
 
 `camexp probe --features X --positives DIR --negatives DIR [--boxes FILE]`: the features of every image are
-extracted once (cached, camexp.features); a quarter of each folder is held out; the detector starts from a
+extracted once (cached, camexp.features.extract); a quarter of each folder is held out; the detector starts from a
 random subset of the training negatives and, each round, adds the negatives it scores highest (the ones it
 mistakes most for the concept) and is fitted again. Its CAM, M(x, y) = sum_k w_k f_k(x, y) with w the SVM's
 raw-space weights, is boxed by the paper's rule on the held-out positives; with --boxes the boxes are scored
@@ -27,10 +27,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from camexp.errors import CamexpError, DatasetError
-from camexp.explainer import IMAGE_SUFFIXES, Explainer
-from camexp.features import FEATURE_CACHE, cached_features
-from camexp.probes import ProbeResult, feature_note, probe_backbone
-from camexp.svm import LinearProbe, fit_linear_svm, raw_space_weights, svm_cams
+from camexp.explain import IMAGE_SUFFIXES, Explainer
+from camexp.features.extract import FEATURE_CACHE, cached_features
+from camexp.features.probes import ProbeResult, feature_note, probe_backbone
+from camexp.features.svm import LinearProbe, fit_linear_svm, raw_space_weights, svm_cams
 
 BOXES_HELP = (
     "A boxes file has one line per box: '<file under --positives> x0 y0 x1 y1' in pixels of that image "
@@ -186,7 +186,7 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def image_set(root: Path, files: Sequence[Path], labels: Sequence[int], size: int, transform,
               boxes: Sequence[np.ndarray] | None = None) -> Dataset:  # fmt: skip
-    """Files under `root` as an image-list split (what camexp.features caches), seen through `transform`;
+    """Files under `root` as an image-list split (what camexp.features.extract caches), seen through `transform`;
     with `boxes` (original pixels), evaluation samples carrying them scaled to the size x size input."""
     from camexp.data.image_list import ImageList, ImageListDataset
 

@@ -21,8 +21,8 @@ import wandb
 from pytorch_lightning.loggers import WandbLogger
 
 from camexp import viz
-from camexp.callbacks import EvaluationSummary, OverlaySample
-from camexp.dashboards import PER_CLASS_COLUMNS, per_class_rows
+from camexp.callbacks.cam_metrics import EvaluationSummary, OverlaySample
+from camexp.callbacks.dashboards import PER_CLASS_COLUMNS, per_class_rows
 from camexp.errors import CamexpError
 
 RUN_ID_FILE = "wandb_run_id"  # in the run dir: a resumed run continues the same W&B run

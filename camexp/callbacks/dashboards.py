@@ -1,5 +1,5 @@
 """Publishes what CAMCallback collected to each logger: TensorBoard here, Weights & Biases in
-camexp/wandb_logging.py (imported only when a WandbLogger is in use).
+camexp/loggers.py (imported only when a WandbLogger is in use).
 
 CAMCallback stays logger-agnostic: it leaves an `EvaluationSummary` per split (metrics, per-class
 counts, the accuracy-versus-threshold curve, overlay samples), and this callback, placed after it,
@@ -14,7 +14,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from camexp.callbacks import CAMCallback, EvaluationSummary
+from camexp.callbacks.cam_metrics import CAMCallback, EvaluationSummary
 
 PER_CLASS_COLUMNS = ("class", "images", "acc_top1", "loc_top1", "loc_gt_known")
 
@@ -90,7 +90,7 @@ class EvaluationDashboards(Callback):
             if isinstance(logger, TensorBoardLogger):
                 publish_tensorboard(logger, summary, self.cam_callback.cam_threshold)
             elif isinstance(logger, WandbLogger):
-                from camexp.wandb_logging import publish_wandb  # wandb is imported only when in use
+                from camexp.loggers import publish_wandb  # wandb is imported only when in use
 
                 publish_wandb(logger, summary)
 

@@ -1,7 +1,7 @@
 """Fine-grained recognition with CAM crops (the paper's section 4, CUB-200-2011 table): does boxing the object
 with a CAM first help a linear classifier on GAP features?
 
-Three linear SVMs (camexp.svm, C chosen on held-out train), each fitted on the train split and tested on the
+Three linear SVMs (camexp.features.svm, C chosen on held-out train), each fitted on the train split and tested on the
 evaluation split, on the backbone's pooled features of
 
 1. the full images;
@@ -37,8 +37,8 @@ from camexp.data.collate import collate_samples
 from camexp.data.image_list import ImageList
 from camexp.data.images import load_rgb
 from camexp.errors import CamexpError
-from camexp.explainer import Explainer
-from camexp.features import (
+from camexp.explain import Explainer
+from camexp.features.extract import (
     SplitFeatures,
     backbone_fingerprint,
     cached_features,
@@ -47,9 +47,9 @@ from camexp.features import (
     probe_data,
     split_fingerprint,
 )
+from camexp.features.svm import LinearProbe, class_row_weights, fit_linear_svm, svm_cams
 from camexp.localization import best_iou_per_image, boxes_from_cams
-from camexp.paper import FINEGRAINED_CUB
-from camexp.svm import LinearProbe, class_row_weights, fit_linear_svm, svm_cams
+from camexp.paper_numbers import FINEGRAINED_CUB
 
 IOU_HIT = 0.5  # a CAM box "hits" at IoU >= 0.5 with some GT box (camexp's rule everywhere; the paper says > 0.5)
 _SNAP = 1e-3  # box fractions x image size within this of an integer are that integer (float round trips)

@@ -30,7 +30,7 @@ import numpy as np
 
 from camexp.errors import DatasetError
 from camexp.textfiles import line_error, read_lines
-from camexp.wsoleval import RESIZE_LENGTH
+from camexp.wsol.protocol import RESIZE_LENGTH
 
 LAYOUT_HELP = (
     "Expected wsolevaluation metadata: image_ids.txt, class_labels.txt (image_id,class), image_sizes.txt "

@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
 from camexp.data.collate import collate_samples
 from camexp.errors import CamexpError
-from camexp.explainer import Explainer
-from camexp.features import SplitFeatures, cached_features, evaluation_split, load_backbone, probe_data
+from camexp.explain import Explainer
+from camexp.features.extract import SplitFeatures, cached_features, evaluation_split, load_backbone, probe_data
 from camexp.localization import best_iou_per_image, boxes_from_cams, paired_iou
 
 IOU_HIT = 0.5
@@ -134,8 +134,8 @@ def svm_weights(train: SplitFeatures, data_classes: Sequence[str], seed: int = 0
     its raw-space weights; rank="raw" ranks units by them too, rank="standardized" by the SVM's own coefficients
     on standardized features (w_k x std_k): raw-space weights are largest on units that hardly vary, often
     units that almost never fire."""
-    from camexp.finegrained import svm_class_weights
-    from camexp.svm import fit_linear_svm, raw_space_weights
+    from camexp.features.finegrained import svm_class_weights
+    from camexp.features.svm import fit_linear_svm, raw_space_weights
 
     probe = fit_linear_svm(train.features, train.labels, seed=seed)
     weights = svm_class_weights(probe)

@@ -1,6 +1,6 @@
 """Writing generated datasets in the CUB-200-2011 layout, atomically, with a metadata file written last.
 
-Shared by the embedded generators (SynthLoc in camexp/synth.py, cluttered digits in camexp/data/digits.py).
+Shared by the embedded generators (SynthLoc in camexp/data/synth.py, cluttered digits in camexp/data/digits.py).
 It lives outside camexp/data on purpose: importing camexp.data loads torch and Lightning (seconds), and a
 generator needs only numpy and OpenCV.
 """

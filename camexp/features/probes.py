@@ -6,7 +6,7 @@ of another dataset's images classify it, and the CAM of class c from the SVM's w
     M_c(x, y) = sum_k w_k^c f_k(x, y),
 
 localizes it exactly as the network's own classifier weights would. Here the features of the train and
-evaluation splits are extracted once (camexp.features, cached on disk), the SVMs fitted (camexp.svm), and the
+evaluation splits are extracted once (features.extract, cached on disk), the SVMs fitted (features.svm), and the
 evaluation split is passed through the backbone a second time for its maps. That pass runs through the very
 CAMCallback that `camexp train` validates with: the same paper box rule, top-1 / GT-known localization,
 MaxBoxAcc / MaxBoxAccV2 / PxAP where the data has boxes and masks, the centre-Gaussian and whole-image
@@ -32,9 +32,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from camexp.errors import CamexpError
-from camexp.explainer import Explainer
-from camexp.features import FEATURE_CACHE, SplitFeatures, cached_features, evaluation_split, load_backbone, probe_data
-from camexp.svm import LinearProbe, class_row_weights, fit_linear_svm
+from camexp.explain import Explainer
+from camexp.features.extract import (
+    FEATURE_CACHE,
+    SplitFeatures,
+    cached_features,
+    evaluation_split,
+    load_backbone,
+    probe_data,
+)
+from camexp.features.svm import LinearProbe, class_row_weights, fit_linear_svm
 
 OVERLAYS = "overlays.png"
 
@@ -112,7 +119,7 @@ def localize_with_svm(
     """The callback's validation metrics ("val/..." keys, fractions) of the SVM CAMs on `dataset`, and the
     overlay grid it drew (moved to out/overlays.png; None without images). has_boxes=False (scene datasets):
     the wsoleval metrics (MaxBoxAcc, PxAP) are not even set up."""
-    from camexp.callbacks import CAMCallback
+    from camexp.callbacks.cam_metrics import CAMCallback
     from camexp.data.collate import collate_samples
     from camexp.data.transforms import normalization
     from camexp.train import quiet_synced_metric_warnings

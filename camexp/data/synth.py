@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from camexp import cub_writer
+from camexp.data import cub_writer
 from camexp.errors import ConfigError  # a ValueError too
 
 SYNTHLOC_VERSION = 2  # the default; 1 is kept byte-identical for the "most discriminative part" experiment

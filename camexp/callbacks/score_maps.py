@@ -20,13 +20,13 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from camexp import viz
-from camexp import wsoleval as W
-from camexp.callbacks import display_name, gt_class_cams, gt_class_maps, paper_boxes
-from camexp.evaluate_maps import gt_boxes_224
+from camexp.callbacks.cam_metrics import display_name, gt_class_cams, gt_class_maps, paper_boxes
 from camexp.localization import center_gaussian_map
-from camexp.score_maps import map_path, save_map
-from camexp.wsol_metadata import SplitMetadata, combine_masks
-from camexp.wsol_scoring import WSOLScorer
+from camexp.wsol import protocol as W
+from camexp.wsol.evaluate_maps import gt_boxes_224
+from camexp.wsol.metadata import SplitMetadata, combine_masks
+from camexp.wsol.score_maps import map_path, save_map
+from camexp.wsol.scoring import WSOLScorer
 
 
 @dataclass
