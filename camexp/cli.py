@@ -87,7 +87,7 @@ def _what_happened(before: dict | None, after: dict | None) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from camexp.compare import compare_runs
+    from camexp.reports import compare_runs
 
     labels = args.labels or [Path(d).parent.name for d in args.run_dirs]
     print(compare_runs([Path(d) for d in args.run_dirs], labels))
@@ -97,7 +97,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from camexp.report import check_split, read_results, results_table
+    from camexp.reports import check_split, read_results, results_table
 
     results = read_results(args.run_dir)
     check_split(results, args.split, args.run_dir)

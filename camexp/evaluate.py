@@ -23,10 +23,9 @@ from camexp.callbacks.score_maps import ScoreMapCallback
 from camexp.console import quiet_console
 from camexp.data.boxes import DegenerateBoxWarning, clean_boxes
 from camexp.errors import CamexpError
-from camexp.eval_report import write_report, wsoleval_fractions
 from camexp.localization import BASELINES, baseline_prefix
 from camexp.outputs import output_folder
-from camexp.report import write_results
+from camexp.reports import write_report, write_results, wsoleval_fractions
 from camexp.train import (
     build_cam_callback,
     check_accelerator,
@@ -191,7 +190,7 @@ def _subset(meta: SplitMetadata, ids: list[str]) -> SplitMetadata:
 
 
 def _print_summary(title, results, prefix, cfg, wsol, out: Path, report: Path, baselines=None) -> None:
-    from camexp.report import results_table
+    from camexp.reports import results_table
 
     lines = ["", f"== {title} ==", results_table(results, prefix, cfg.model.name, cfg.model.pool, cfg.eval.method), ""]
     lines.append(f"wsoleval on {wsol.num_images} images:")

@@ -32,7 +32,7 @@ import numpy as np
 from camexp import config
 from camexp.errors import CamexpError
 from camexp.paper_numbers import CLASSIFICATION_ERROR, LOCALIZATION_ERROR, PAPER_NAMES, TOP5_LOC_ERROR_TEST
-from camexp.report import BASELINE_NOTE, ROWS
+from camexp.reports import BASELINE_NOTE, ROWS
 
 DEFAULT_BENCHMARKS = ("experiments/synthloc_gap.yaml", "experiments/cluttered_mnist_gap.yaml")
 DEFAULT_SEEDS = (0, 1, 2)

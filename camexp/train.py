@@ -25,7 +25,7 @@ from camexp.console import progress_callbacks, quiet_console, verbose
 from camexp.errors import CamexpError, CheckpointMismatchError, ConfigError
 from camexp.models import CAMNet, available_networks
 from camexp.outputs import check_writable, output_file
-from camexp.report import read_results, results_table, write_results
+from camexp.reports import read_results, results_table, write_results
 
 RUN_DIR_ENV = "CAMEXP_RUN_DIR"  # the run directory: set by rank 0 for the DDP workers it starts, or by a launch script
 RESUME_ENV = "CAMEXP_RESUME_CKPT"  # the checkpoint rank 0 resumes from ("" for none), for its DDP workers

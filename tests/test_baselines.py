@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from camexp import config
-from camexp.eval_report import wsoleval_table
 from camexp.localization import (
     baseline_best_ious,
     baseline_boxes,
@@ -26,7 +25,7 @@ from camexp.metrics import (
     wsoleval_gt_boxes,
     wsoleval_scoremaps,
 )
-from camexp.report import results_table
+from camexp.reports import results_table, wsoleval_table
 from camexp.train import train
 from camexp.wsol import protocol as W
 from camexp.wsol.scoring import WSOLScorer

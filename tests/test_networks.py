@@ -327,7 +327,7 @@ def test_missing_weights_file_names_the_path(tmp_path):
 
 
 def test_compare_runs_puts_gap_and_gmp_side_by_side_with_paper_errors(tmp_path):
-    from camexp.compare import compare_runs
+    from camexp.reports import compare_runs
 
     runs = []
     for label, pool, acc in (("gap", "avg", 0.75), ("gmp", "max", 0.5)):

@@ -189,7 +189,7 @@ def _finished_run(root: Path, name: str, network: str) -> Path:
 
 
 def test_compare_prints_no_paper_column_of_dashes_only(tmp_path):
-    from camexp.compare import compare_runs
+    from camexp.reports import compare_runs
 
     runs = [_finished_run(tmp_path, "a", "synthnet"), _finished_run(tmp_path, "b", "googlenet_gap")]
     lines = compare_runs(runs, ["SynthNet", "GoogLeNet"]).splitlines()
@@ -201,7 +201,7 @@ def test_compare_prints_no_paper_column_of_dashes_only(tmp_path):
 
 @pytest.mark.parametrize("network, beside", [("synthnet", False), ("googlenet_gap", True)])
 def test_report_says_beside_the_paper_only_with_a_paper_column(tmp_path, network, beside):
-    from camexp.eval_report import write_report
+    from camexp.reports import write_report
     from camexp.wsol.scoring import WSOLScorer
 
     scorer = WSOLScorer(0.1)

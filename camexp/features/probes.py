@@ -292,7 +292,7 @@ def run_probe(
 
 def probe_tables(results: dict[str, Any], metrics: dict[str, float]) -> str:
     """The classification table of the SVMs, then the callback's results table (CAM beside the baselines)."""
-    from camexp.report import results_table
+    from camexp.reports import results_table
 
     split, svm = results["split"], results["svm"]
     lines = [
