@@ -48,9 +48,10 @@ bench: $(STAMP)  ## speed benchmarks (ratios measured in one run)
 	$(PY) benchmarks/bench_wsoleval.py
 	$(PY) benchmarks/bench_callback.py $(if $(TRAINED_CKPT),--ckpt $(TRAINED_CKPT))
 	$(PY) benchmarks/bench_cam.py
+	$(PY) benchmarks/bench_lightning.py --quick
 
 lint: $(STAMP)  ## ruff
-	$(VENV)/bin/ruff check camexp tests
+	$(VENV)/bin/ruff check camexp tests benchmarks
 
 clean:  ## remove .venv and caches
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -16,20 +16,6 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 
-def largest_component_box(mask: np.ndarray) -> np.ndarray:
-    """Bounding box (xyxy, float32) of the largest 8-connected component of a boolean mask.
-
-    Ties go to the component met first in raster order; an empty mask gives (0, 0, 0, 0).
-    """
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return np.zeros(4, dtype=np.float32)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    best = 1 + int(np.argmax(areas))
-    x, y, w, h = stats[best, :4]
-    return np.array([x, y, x + w, y + h], dtype=np.float32)
-
-
 def _cuts(maps: Tensor, row_max: Tensor, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """T x N cuts of the paper rule (a pixel is kept when x >= cut) and which maps can have foreground.
 
@@ -59,9 +45,10 @@ def _extents(maps: Tensor, thresholds: Sequence[float]) -> tuple[np.ndarray, np.
 
 
 def _largest_component_in_crop(image: np.ndarray, cut: float, extent: Sequence[int]) -> tuple[np.ndarray, int]:
-    """``largest_component_box(image >= cut)`` and that component's area, labeling only the crop of
-    the foreground extent. The crop's origin stays on even coordinates, so OpenCV's 2 x 2-block
-    labeling, and with it the label order that breaks area ties, is the full image's."""
+    """Bounding box (xyxy, float32) of the largest 8-connected component of ``image >= cut`` (ties: the first
+    in raster order; no foreground: zeros) and that component's area, labeling only the crop of the foreground
+    extent. The crop's origin stays on even coordinates, so OpenCV's 2 x 2-block labeling, and with it the
+    label order that breaks area ties, is the full image's."""
     left, top, right, bottom = extent
     x0, y0 = left - left % 2, top - top % 2
     mask = (image[y0 : bottom + 1, x0 : right + 1] >= cut).view(np.uint8)
@@ -82,7 +69,7 @@ def _largest_component_in_crop(image: np.ndarray, cut: float, extent: Sequence[i
 def boxes_from_cams(cams: Tensor, threshold: float = 0.2) -> Tensor:
     """The paper's rule on each map (N x H x W, already at input size): keep pixels >= threshold * max
     after min-max normalization, box the largest connected component. Returns N x 4 xyxy boxes
-    (``largest_component_box`` of each mask, labeling only the crop of its foreground)."""
+    (the box of each mask's largest 8-connected component, labeling only the crop of its foreground)."""
     maps = cams.detach().float().cpu()
     cuts, extents, present = _extents(maps, [threshold])
     boxes = np.zeros((len(maps), 4), dtype=np.float32)

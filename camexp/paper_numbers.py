@@ -1,4 +1,4 @@
-"""The paper's numbers (../shared/PAPER.md), as data, so reports print them beside ours.
+"""The paper's published numbers (Zhou et al., CVPR 2016), as data, so reports print them beside ours.
 
 Errors in %, ILSVRC val (classification: Table 1; localization: Table 2).
 """

@@ -14,12 +14,19 @@ from torchvision.ops import box_iou
 import camexp
 from camexp import cli
 from camexp.cam import class_activation_maps
-from camexp.data.photos import PHOTOS, photo, quokka_box
+from camexp.data.photos import PHOTOS, package_dir, photo
 from camexp.errors import CamexpError
 from camexp.explain import explain, load_explainer
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian cat, Siamese cat, Egyptian cat
 
+
+
+def quokka_box() -> list[float]:
+    """imgaug's annotated box of the quokka (x1, y1, x2, y2 in pixels of quokka.jpg)."""
+    annotation = json.loads((package_dir("imgaug") / "quokka_annotations.json").read_text())
+    (box,) = annotation["bounding_boxes"]
+    return [box["x1"], box["y1"], box["x2"], box["y2"]]
 
 @pytest.fixture(scope="module")
 def explainer():

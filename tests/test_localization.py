@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -9,10 +10,21 @@ from camexp.localization import (
     box_hits_sweep,
     boxes_from_cams,
     iou,
-    largest_component_box,
     paired_iou,
     paper_boxes_and_sweep,
 )
+
+
+def largest_component_box(mask: np.ndarray) -> np.ndarray:
+    """The paper rule's box by its definition: bounding box (xyxy, float32) of the largest 8-connected
+    component of a boolean mask, ties to the component met first in raster order, (0, 0, 0, 0) when empty."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros(4, dtype=np.float32)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    best = 1 + int(np.argmax(areas))
+    x, y, w, h = stats[best, :4]
+    return np.array([x, y, x + w, y + h], dtype=np.float32)
 
 
 def test_two_blobs_the_larger_wins():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -20,12 +21,12 @@ from camexp.data.synth import (
     COLOUR_FAMILIES,
     HEAD_COLOURS,
     METADATA_FILE,
-    class_information,
+    _dial,
     class_names,
     class_spec,
     draw_cues,
     generate_synthloc,
-    head_distribution,
+    head_partner,
     read_metadata,
     render_sample,
 )
@@ -33,6 +34,31 @@ from camexp.errors import DatasetError
 from tests.conftest import cub_table, tight_box
 
 SMALL = dict(seed=3, n_train=20, n_val=10, size=64, num_classes=10, progress=False)
+
+
+def head_distribution(num_classes: int, part_dominance: float) -> np.ndarray:
+    """P(head shows class j's signature | class c) as an N x N matrix (rows: c), version 2: the distribution
+    `draw_cues` samples from."""
+    m, q, _ = _dial(part_dominance)
+    p = np.full((num_classes, num_classes), (1.0 - m) / num_classes)
+    for c in range(num_classes):
+        p[c, c] += m * q
+        p[c, head_partner(c, num_classes)] += m * (1.0 - q)
+    return p
+
+
+def class_information(joint: np.ndarray) -> float:
+    """Fraction of the class entropy a cue carries, 1 - H(class | cue) / H(class), from a joint count or
+    probability table (rows: class, columns: cue value)."""
+    joint = np.asarray(joint, dtype=np.float64)
+    joint = joint / joint.sum()
+    p_class = joint.sum(axis=1)
+    p_cue = joint.sum(axis=0)
+    h_class = -sum(p * math.log2(p) for p in p_class if p > 0)
+    nz = joint > 0
+    cond = joint[nz] / np.broadcast_to(p_cue, joint.shape)[nz]
+    h_given = -float(np.sum(joint[nz] * np.log2(cond)))
+    return 1.0 - h_given / h_class if h_class > 0 else 0.0
 
 
 def _iou(a, b) -> float:

@@ -21,7 +21,6 @@ from camexp.features.units import (
     svm_weights,
     top_images,
     top_k_weights,
-    top_unit_cams,
     unit_ranking,
 )
 from tests.conftest import REPO, TINY_SYNTH, tiny_overrides
@@ -34,6 +33,11 @@ EXPERIMENT = str(REPO / "experiments" / "synthloc_gap.yaml")
 @pytest.fixture(scope="module")
 def ckpt(tiny_synthloc, tmp_path_factory):
     return tiny_gap_checkpoint(tiny_synthloc, tmp_path_factory.mktemp("units_logs"))
+
+
+def top_unit_cams(maps, weights, class_ids, k, ranking=None):
+    """CAMs of `class_ids` from each class's k top units only (the combination view's maps)."""
+    return class_activation_maps(maps, top_k_weights(weights, k, ranking), class_ids)
 
 
 def _checkpoint_weights(ckpt) -> np.ndarray:

@@ -104,13 +104,6 @@ def to_input_pixels(clean: np.ndarray, image_size: tuple[int, int], input_size: 
     )
 
 
-def boxes_for_input(
-    boxes: np.ndarray, image_size: tuple[int, int], input_size: int, image: str, source: str
-) -> np.ndarray:
-    """`clean_boxes` then `to_input_pixels`: clipped in original pixels BEFORE scaling."""
-    return to_input_pixels(clean_boxes(boxes, image_size, image, source), image_size, input_size)
-
-
 def require_boxes(counts: Sequence[int] | np.ndarray, names: Sequence[str], source: str, split: str) -> None:
     """Every image of an evaluation split needs at least one valid GT box (see module docstring)."""
     empty = [names[i] for i, n in enumerate(counts) if n == 0]

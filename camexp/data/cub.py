@@ -24,7 +24,7 @@ from camexp.data.image_list import ImageList, ImageListDataset
 from camexp.data.images import load_mask
 from camexp.data.transforms import resize_mask
 from camexp.errors import DatasetError
-from camexp.textfiles import line_error, read_lines
+from camexp.textfiles import read_table
 
 CUB_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt", "classes.txt")
 LAYOUT_HELP = (
@@ -57,19 +57,9 @@ class CUBRecords:
 
 
 def _read_table(path: Path, columns: int, parse) -> list[tuple[int, tuple]]:
-    """(line number, parsed row) for every non-blank line, read with the project's text reader
-    (camexp.textfiles), so a missing file, non-UTF-8 bytes or a malformed line names the file and line."""
-    rows = []
-    for line_no, line in read_lines(path, LAYOUT_HELP, what="CUB index file"):
-        parts = line.split(maxsplit=columns - 1)
-        try:
-            if len(parts) != columns:
-                raise ValueError(f"expected {columns} fields, found {len(parts)}")
-            row = parse(parts)
-        except ValueError as err:
-            raise line_error(path, line_no, line, str(err), LAYOUT_HELP) from err
-        rows.append((line_no, row))
-    return rows
+    """(line number, parsed row) of a CUB index file; a missing file, non-UTF-8 bytes or a malformed line
+    names the file and line (camexp.textfiles)."""
+    return read_table(path, columns, parse, LAYOUT_HELP, what="CUB index file")
 
 
 def _by_id(path: Path, rows: list[tuple[int, tuple]]) -> tuple[dict[int, Any], dict[int, int]]:

@@ -1,7 +1,7 @@
 """One split as an image list (path, label, optional GT boxes) and the Dataset / DataModule glue that
 every list-indexed family (ILSVRC, scenes, wsolevaluation metadata, CUB) shares.
 
-Samples follow the batch contract of DESIGN.md: training {image, label, index}; evaluation adds
+Samples follow the batch contract of every DataModule: training {image, label, index}; evaluation adds
 `boxes` (xyxy, pixels of the S x S input, clipped in original pixels first) when the split has
 boxes, with `orig_boxes` (the same boxes in original pixels) and `orig_size` (width, height) for the
 wsoleval protocol, and whatever `targets()` of a subclass adds (masks).

@@ -8,7 +8,6 @@ the pinned NumPy: its files are found without importing it (`make install` insta
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 
@@ -58,9 +57,3 @@ def copy_photos(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     return [Path(shutil.copy(photo(name), out / name)) for name in PHOTOS]
 
-
-def quokka_box() -> list[float]:
-    """imgaug's annotated box of the quokka (x1, y1, x2, y2 in pixels of quokka.jpg)."""
-    annotation = json.loads((package_dir("imgaug") / "quokka_annotations.json").read_text())
-    (box,) = annotation["bounding_boxes"]
-    return [box["x1"], box["y1"], box["x2"], box["y2"]]

@@ -167,17 +167,6 @@ def _check_part_dominance(part_dominance: float) -> None:
         raise ConfigError(f"part_dominance must be in [0, 1], got {part_dominance}")
 
 
-def head_distribution(num_classes: int = 10, part_dominance: float = DEFAULT_PART_DOMINANCE) -> np.ndarray:
-    """P(head shows class j's signature | class c) as an N x N matrix (rows: c), version 2."""
-    _check_part_dominance(part_dominance)
-    m, q, _ = _dial(part_dominance)
-    p = np.full((num_classes, num_classes), (1.0 - m) / num_classes)
-    for c in range(num_classes):
-        p[c, c] += m * q
-        p[c, head_partner(c, num_classes)] += m * (1.0 - q)
-    return p
-
-
 def draw_cues(rng: np.random.Generator, class_id: int, num_classes: int, part_dominance: float) -> tuple[int, int]:
     """Version 2: (head_class, colour_family) drawn for one image of `class_id`. The same five draws are
     made at every dial setting, so moving the dial changes the cues of few images, not the whole set."""
@@ -190,20 +179,6 @@ def draw_cues(rng: np.random.Generator, class_id: int, num_classes: int, part_do
         head_class = int(random_head)
     family = int(random_family) if u_family < r else class_id % len(COLOUR_FAMILIES)
     return head_class, family
-
-
-def class_information(joint: np.ndarray) -> float:
-    """Fraction of the class entropy a cue carries, 1 - H(class | cue) / H(class), from a joint count or
-    probability table (rows: class, columns: cue value)."""
-    joint = np.asarray(joint, dtype=np.float64)
-    joint = joint / joint.sum()
-    p_class = joint.sum(axis=1)
-    p_cue = joint.sum(axis=0)
-    h_class = -sum(p * math.log2(p) for p in p_class if p > 0)
-    nz = joint > 0
-    cond = joint[nz] / np.broadcast_to(p_cue, joint.shape)[nz]
-    h_given = -float(np.sum(joint[nz] * np.log2(cond)))
-    return 1.0 - h_given / h_class if h_class > 0 else 0.0
 
 
 CLASS_NAMES: tuple[str, ...] = class_names(10)

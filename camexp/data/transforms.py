@@ -36,13 +36,6 @@ def eval_transform(input_size: int, normalize: str = "imagenet") -> v2.Compose:
     return v2.Compose([v2.Resize((input_size, input_size), antialias=True)] + _to_normalized_tensor(normalize))
 
 
-def scale_boxes(boxes: np.ndarray, image_size: tuple[int, int], input_size: int) -> np.ndarray:
-    """xyxy boxes in original pixels (image_size = (width, height)) -> pixels of the S x S input."""
-    width, height = image_size
-    scale = np.array([input_size / width, input_size / height] * 2, dtype=np.float64)
-    return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale).astype(np.float32)
-
-
 def clip_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """Clip xyxy boxes to the image (boxes partly outside the image happen in real annotations)."""
     width, height = image_size

@@ -2,7 +2,7 @@
 
 The paper's section 4 reuses a GAP network's features beyond its own classes: linear probes and their CAMs,
 concept detectors, fine-grained crops, class-specific units all start here. A backbone is a `camexp train`
-checkpoint or a registered network with packaged ImageNet weights (explainer.load_explainer); a split is a
+checkpoint or a registered network with packaged ImageNet weights (explain.load_explainer); a split is a
 dataset of a camexp DataModule seen through the evaluation transform (whole image resized, no augmentation)
 at the backbone's own input size and normalization.
 

@@ -57,11 +57,6 @@ def top_k_weights(weights: Tensor, k: int, ranking: Tensor | None = None) -> Ten
     return torch.zeros_like(weights).scatter_(1, keep, weights.gather(1, keep))
 
 
-def top_unit_cams(maps: Tensor, weights: Tensor, class_ids: Tensor, k: int, ranking: Tensor | None = None) -> Tensor:
-    """CAMs (N x h x w) of `class_ids` (N) from each class's k top units only (top by `ranking`, default weight)."""
-    return class_activation_maps(maps, top_k_weights(weights, k, ranking), class_ids)
-
-
 def top_images(activations: np.ndarray, count: int, candidates: np.ndarray | None = None) -> np.ndarray:
     """Indices of the `count` images with the highest pooled activation (N) of a unit, among `candidates`
     (bool N; None: all). Ties: the earlier image first."""
