@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from camexp import viz
 from camexp.console import quiet_console
 from camexp.data.photos import copy_photos
-from camexp.explain import _ImageFiles, image_files, iter_explanations, load_explainer, overlay_picture
+from camexp.explainer import _ImageFiles, image_files, iter_explanations, load_explainer, overlay_picture
 
 BATCH = 16
 GOAL = 0.9

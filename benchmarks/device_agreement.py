@@ -20,7 +20,7 @@ import torch
 from camexp import train
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
 from camexp.console import quiet_console
-from camexp.explain import load_explainer
+from camexp.explainer import load_explainer
 from camexp.localization import best_iou_per_image, boxes_from_cams
 
 

@@ -4,9 +4,9 @@ __version__ = "0.1.0"
 
 
 def explain(*args, **kwargs):
-    """CAM records of images (paths, folders, PIL images, tensors): `camexp.explain.explain`.
+    """CAM records of images (paths, folders, PIL images, tensors): `camexp.explainer.explain`.
 
     Imported on first use, so `import camexp` stays light (the torch-free commands need that)."""
-    from camexp.explain import explain as explain_images
+    from camexp.explainer import explain as explain_images
 
     return explain_images(*args, **kwargs)

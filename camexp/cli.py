@@ -110,7 +110,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_cam(args: argparse.Namespace) -> int:
-    from camexp.explain import run_cam_command
+    from camexp.explainer import run_cam_command
 
     summary = run_cam_command(
         args.paths,

@@ -42,7 +42,7 @@ def _resolves(dotted: str) -> bool:
     """camexp.a.b.c: the longest prefix that is a module or package file, then (at most) one name defined or
     imported in it. Read from the source, nothing imported."""
     parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
+    for cut in range(len(parts), -1, -1):  # cut 0: a name of the package itself (camexp.explain)
         base = REPO.joinpath("camexp", *parts[:cut])
         source = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
         if source.is_file():

@@ -16,7 +16,7 @@ from camexp import cli
 from camexp.cam import class_activation_maps
 from camexp.data.photos import PHOTOS, package_dir, photo
 from camexp.errors import CamexpError
-from camexp.explain import explain, load_explainer
+from camexp.explainer import explain, load_explainer
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian cat, Siamese cat, Egyptian cat
 

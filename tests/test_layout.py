@@ -32,7 +32,7 @@ LAYERS = (
     ("camexp.cam", "camexp.localization", "camexp.wsol", "camexp.viz", "camexp.console", "camexp.outputs"),
     ("camexp.config", "camexp.metrics", "camexp.data", "camexp.models"),
     ("camexp.callbacks", "camexp.loggers", "camexp.reports", "camexp.runs"),
-    ("camexp.explain", "camexp.features"),  # what several commands share: a network on images, pooled features, SVMs
+    ("camexp.explainer", "camexp.features"),  # what several commands share: a network on images, pooled features, SVMs
 )
 
 

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from camexp.errors import CamexpError, DatasetError
-from camexp.explain import IMAGE_SUFFIXES, Explainer
+from camexp.explainer import IMAGE_SUFFIXES, Explainer
 from camexp.features.extract import FEATURE_CACHE, cached_features
 from camexp.features.probes import ProbeResult, feature_note, probe_backbone
 from camexp.features.svm import LinearProbe, fit_linear_svm, raw_space_weights, svm_cams

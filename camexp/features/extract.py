@@ -28,7 +28,7 @@ from camexp import config
 from camexp.data import CAMDataModule, build
 from camexp.data.collate import collate_samples
 from camexp.errors import CamexpError
-from camexp.explain import Explainer, load_explainer
+from camexp.explainer import Explainer, load_explainer
 from camexp.models.heads import global_pool
 
 CACHE_VERSION = 1  # bump when what is stored changes

@@ -37,7 +37,7 @@ from camexp.data.collate import collate_samples
 from camexp.data.image_list import ImageList
 from camexp.data.images import load_rgb
 from camexp.errors import CamexpError
-from camexp.explain import Explainer
+from camexp.explainer import Explainer
 from camexp.features.extract import (
     SplitFeatures,
     backbone_fingerprint,

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from camexp.errors import CamexpError
-from camexp.explain import Explainer
+from camexp.explainer import Explainer
 from camexp.features.extract import (
     FEATURE_CACHE,
     SplitFeatures,

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
 from camexp.data.collate import collate_samples
 from camexp.errors import CamexpError
-from camexp.explain import Explainer
+from camexp.explainer import Explainer
 from camexp.features.extract import SplitFeatures, cached_features, evaluation_split, load_backbone, probe_data
 from camexp.localization import best_iou_per_image, boxes_from_cams, paired_iou
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import types
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -383,14 +381,3 @@ def run_cam_command(
             viz.save_png(overlay_picture(explanation, threshold), out / overlay_name(explanation.record["path"], taken))
     write_results(out / "results.json", explainer.name, threshold, records)
     return {"images": len(records), "skipped": skipped, "out": out, "device": str(explainer.device)}
-
-
-class _CallableModule(types.ModuleType):
-    """Importing this module makes the attribute `camexp.explain` this module instead of the package's lazy
-    `explain` function; calling the module keeps the notebook API `camexp.explain(images)` working."""
-
-    def __call__(self, *args, **kwargs) -> list[dict[str, Any]]:
-        return explain(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
