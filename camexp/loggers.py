@@ -36,12 +36,14 @@ RUN_ID_FILE = "wandb_run_id"  # in the run dir: a resumed run continues the same
 
 @dataclass(frozen=True)
 class WandbSettings:
-    """Where a W&B run goes (the config's `logger.wandb`) and its run config (the experiment as written)."""
+    """Where a W&B run goes (the config's `logger.wandb`), the experiment's name and its run config (the
+    experiment as written)."""
 
     project: str
     entity: str | None
     tags: list[str]
     log_model: bool
+    experiment: str
     run_config: dict[str, Any]
 
 
@@ -55,8 +57,7 @@ def build_loggers(
         root, name, version = str(run_dir.parent.parent), run_dir.parent.name, run_dir.name
         loggers.append(TensorBoardLogger(root, name=name, version=version, default_hp_metric=not resuming))
     if wandb_settings is not None:
-        w = wandb_settings
-        loggers.append(build_wandb_logger(run_dir, w.run_config, w.project, w.entity, list(w.tags), w.log_model))
+        loggers.append(build_wandb_logger(run_dir, wandb_settings))
     return loggers
 
 
@@ -127,26 +128,20 @@ def check_login() -> None:
     )
 
 
-def build_wandb_logger(
-    run_dir: Path,
-    config: dict[str, Any],
-    project: str,
-    entity: str | None = None,
-    tags: list[str] | None = None,
-    log_model: bool = False,
-) -> WandbLogger:
-    """A WandbLogger writing under `run_dir/wandb`, named after the run, resuming its W&B run if any."""
+def build_wandb_logger(run_dir: Path, settings: WandbSettings) -> WandbLogger:
+    """A WandbLogger writing under `run_dir/wandb`, named after the run (experiment/version_N), resuming its
+    W&B run if any."""
     id_file = Path(run_dir) / RUN_ID_FILE
     run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
     return WandbLogger(
-        name=f"{config.get('name', run_dir.parent.name)}/{run_dir.name}",
+        name=f"{settings.experiment}/{run_dir.name}",
         save_dir=str(run_dir),
         id=run_id,
-        project=project,
-        entity=entity,
-        tags=list(tags or []),
-        log_model=log_model,
-        config=config,
+        project=settings.project,
+        entity=settings.entity,
+        tags=list(settings.tags),
+        log_model=settings.log_model,
+        config=settings.run_config,
         resume="allow",
         job_type="train",
     )

@@ -225,7 +225,7 @@ def wandb_settings(cfg: DictConfig) -> WandbSettings | None:
     w = cfg.logger.wandb
     if not w.enabled:
         return None
-    return WandbSettings(w.project, w.entity, list(w.tags), w.log_model, config.as_written(cfg))
+    return WandbSettings(w.project, w.entity, list(w.tags), w.log_model, cfg.name, config.as_written(cfg))
 
 
 def build_cam_callback(cfg: DictConfig, datamodule: data.CAMDataModule, protocol: str | None = None) -> CAMCallback:

@@ -53,16 +53,18 @@ class ScoreMapCallback(Callback):
         scorer: WSOLScorer,
         mean: Sequence[float],
         std: Sequence[float],
+        *,
         class_names: Sequence[str],
-        method: str = "cam",
-        cam_threshold: float = 0.2,
-        iou_threshold: float = 0.5,
+        method: str,
+        cam_threshold: float,
+        iou_threshold: float,
         maps_dir: str | Path | None = None,
         masks_dir: str | Path | None = None,
-        num_extremes: int = 8,
+        num_extremes: int,
         baselines: dict[str, WSOLScorer] | None = None,
     ) -> None:
-        """metadata: the split's ids in dataset order (position -> image id) and boxes; masks_dir: where mask
+        """Settings are explicit (their defaults live in the config schema and the `evaluate` command).
+        metadata: the split's ids in dataset order (position -> image id) and boxes; masks_dir: where mask
         PNGs go when the batches carry masks (their paths are recorded in `metadata`, relative to it);
         baselines: a scorer per sanity baseline ("center_gaussian", "whole_image"), fed the same images."""
         self.metadata, self.scorer = metadata, scorer
