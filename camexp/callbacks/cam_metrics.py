@@ -149,9 +149,9 @@ class CAMCallback(Callback):
             if self.heuristic_top5 and getattr(pl_module, "cam_capable", False):
                 top3 = logits.topk(min(3, logits.shape[1]), dim=1).indices
                 if top3.shape[1] == 3:
-                    maps = class_activation_maps(features, pl_module.class_weights, top3)
+                    top3_maps = class_activation_maps(features, pl_module.class_weights, top3)
                     heuristic_hits = heuristic_top5_hits(
-                        normalize_cams(upsample_cams(maps, size)),
+                        normalize_cams(upsample_cams(top3_maps, size)),
                         top3,
                         labels,
                         batch["boxes"],
