@@ -3,7 +3,9 @@
 - results tables (`camexp train`'s summary, `camexp report`, report.md): ``results_table``, ``read_results``;
 - side-by-side runs (`camexp compare`, `make ablate-gmp`): ``compare_runs``, over each run's results.json
   (flat {"val/acc_top1": 0.71, ...}, accuracies in [0, 1]) and config.yaml (network + pooling pick the paper's row);
-- the `camexp evaluate` report: report.md + curves.png + extremes.png (``write_report``).
+- the `camexp evaluate` report: report.md + curves.png + extremes.png (``write_report``);
+- each evaluation pass's dashboards (TensorBoard, W&B): ``per_class_rows``, ``per_class_markdown``,
+  ``threshold_curve_figure``.
 
 Markdown so it reads on GitHub and in a terminal; PNGs so curves and failure cases are seen, not guessed.
 Every function takes plain values (metrics dicts, results, tiles), never the config tree.
@@ -12,6 +14,7 @@ Every function takes plain values (metrics dicts, results, tiles), never the con
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -361,3 +364,57 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+# -- dashboards: each evaluation pass's per-class table and threshold curve (TensorBoard, W&B) ---------
+
+PER_CLASS_COLUMNS = ("class", "images", "acc_top1", "loc_top1", "loc_gt_known")
+
+
+def per_class_rows(class_names: Sequence[str], per_class: dict[str, list[float]]) -> list[list]:
+    """One row per class in PER_CLASS_COLUMNS order (accuracies are None where undefined); `per_class` holds
+    images, acc_top1, loc_top1, loc_gt_known: one value per class (an EvaluationSummary's)."""
+
+    def value(key: str, i: int) -> float | None:
+        v = per_class[key][i]
+        return None if math.isnan(v) else round(v, 6)
+
+    return [
+        [name, int(per_class["images"][i]), value("acc_top1", i), value("loc_top1", i), value("loc_gt_known", i)]
+        for i, name in enumerate(class_names)
+    ]
+
+
+def per_class_markdown(class_names: Sequence[str], per_class: dict[str, list[float]]) -> str:
+    """The per-class rows as a markdown table, accuracies in percent."""
+    lines = ["| " + " | ".join(PER_CLASS_COLUMNS) + " |", "|---|---:|---:|---:|---:|"]
+    for name, images, *accs in per_class_rows(class_names, per_class):
+        cells = ["-" if a is None else f"{100 * a:.1f}" for a in accs]
+        lines.append(f"| {name} | {images} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def threshold_curve_figure(
+    curve: dict[str, list[float]], split: str, epoch: int, cam_threshold: float | None = None
+):
+    """Matplotlib figure: GT-known localization accuracy (`curve["loc_gt_known"]`, fractions) against the CAM
+    threshold (`curve["thresholds"]`) of one pass; a dashed line marks the paper rule's threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5, 3.2), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot(curve["thresholds"], [100 * a for a in curve["loc_gt_known"]], marker="o", ms=3)
+    if cam_threshold is not None:
+        ax.axvline(cam_threshold, color="grey", ls="--", lw=1, label=f"paper rule ({cam_threshold:g})")
+        ax.legend(loc="lower center", fontsize=8)
+    ax.set_xlabel("CAM threshold (fraction of the map's max)")
+    ax.set_ylabel("GT-known loc. accuracy %")
+    ax.set_title(f"{split}: localization vs threshold (epoch {epoch})", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

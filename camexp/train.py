@@ -16,13 +16,13 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from camexp import config, data, faults
 from camexp.callbacks.cam_metrics import CAMCallback
 from camexp.callbacks.dashboards import EvaluationDashboards
 from camexp.console import progress_callbacks, quiet_console, verbose
 from camexp.errors import CamexpError, CheckpointMismatchError, ConfigError
+from camexp.loggers import WandbSettings, build_loggers
 from camexp.models import CAMNet, available_networks
 from camexp.outputs import check_writable, output_file
 from camexp.reports import read_results, results_table, write_results
@@ -219,20 +219,13 @@ def shared_with_workers(run_dir: Path, ckpt_path: str | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path, resuming: bool = False) -> list[Logger]:
-    """TensorBoard (default) and, with logger.wandb.enabled=true, Weights & Biases beside it. A resumed run
-    writes into the same TensorBoard directory and does not log the step-0 hp_metric placeholder again."""
-    loggers: list[Logger] = []
-    if cfg.logger.tensorboard:
-        root, name, version = str(run_dir.parent.parent), run_dir.parent.name, run_dir.name
-        loggers.append(TensorBoardLogger(root, name=name, version=version, default_hp_metric=not resuming))
+def wandb_settings(cfg: DictConfig) -> WandbSettings | None:
+    """logger.wandb as the loggers take it (None when disabled); the run config is the experiment as written:
+    resolved, but ${oc.env:...} as written, so no secret reaches the W&B config."""
     w = cfg.logger.wandb
-    if w.enabled:
-        from camexp.loggers import build_wandb_logger  # imports wandb: only when enabled
-
-        written = config.as_written(cfg)  # resolved, but ${oc.env:...} as written: no secrets in the W&B config
-        loggers.append(build_wandb_logger(run_dir, written, w.project, w.entity, list(w.tags), w.log_model))
-    return loggers
+    if not w.enabled:
+        return None
+    return WandbSettings(w.project, w.entity, list(w.tags), w.log_model, cfg.name, config.as_written(cfg))
 
 
 def build_cam_callback(cfg: DictConfig, datamodule: data.CAMDataModule, protocol: str | None = None) -> CAMCallback:
@@ -318,7 +311,7 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
     if cfg.trainer.checkpoint_every_n_steps > 0:  # a kill mid-epoch loses at most this many steps
         # the newest and the one before it, also after a resume
         callbacks.append(faults.StepCheckpoints(run_dir / "checkpoints", cfg.trainer.checkpoint_every_n_steps, keep=2))
-    loggers = build_loggers(cfg, run_dir, resuming=ckpt_path is not None)
+    loggers = build_loggers(run_dir, cfg.logger.tensorboard, wandb_settings(cfg), resuming=ckpt_path is not None)
 
     t = cfg.trainer
     trainer = pl.Trainer(

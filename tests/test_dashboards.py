@@ -18,10 +18,11 @@ from tests.conftest import REPO, TINY_SYNTH, tiny_overrides
 
 def test_wandb_is_not_imported_unless_enabled(tmp_path):
     code = (
-        "import sys; from camexp import config; from camexp.train import build_loggers, train, validate; "
-        "import camexp.callbacks.dashboards, camexp.callbacks.cam_metrics; "
+        "import sys; from camexp import config; from camexp.train import train, validate, wandb_settings; "
+        "from camexp.loggers import build_loggers; "
+        "import camexp.callbacks.dashboards, camexp.callbacks.cam_metrics, camexp.callbacks.score_maps; "
         f"cfg = config.load(None, ['logger.save_dir={tmp_path}']); "
-        f"loggers = build_loggers(cfg, __import__('pathlib').Path('{tmp_path}/run')); "
+        f"loggers = build_loggers(__import__('pathlib').Path('{tmp_path}/run'), True, wandb_settings(cfg)); "
         "assert [type(lg).__name__ for lg in loggers] == ['TensorBoardLogger'], loggers; "
         "assert 'wandb' not in sys.modules, 'wandb imported'"
     )

@@ -21,20 +21,22 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 from torchmetrics.aggregation import SumMetric
+from typing_extensions import override  # a Lightning dependency
 
 from camexp import viz
 from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS, PerClassLocalization, ThresholdCurve
-from camexp.cam import class_activation_maps, gradient_saliency, normalize_cams, upsample_cams
+from camexp.callbacks.batch_maps import BatchMaps
+from camexp.callbacks.overlays import OverlaySample, display_name, overlay_samples
+from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
 from camexp.localization import (
     BASELINES,
     baseline_best_ious,
     baseline_prefix,
-    best_iou_per_image,
-    boxes_from_cams,
     center_gaussian_map,
     heuristic_top5_hits,
     paper_boxes_and_sweep,
 )
+from camexp.loggers import add_png_image
 from camexp.metrics import (
     CAMLocalizationMetrics,
     FixedBoxAcc,
@@ -45,90 +47,7 @@ from camexp.metrics import (
 )
 from camexp.wsol import protocol as W
 
-try:  # Lightning >= 2.1 marks hook overrides; fall back to a no-op decorator
-    from typing_extensions import override
-except ImportError:  # pragma: no cover
-    def override(fn):  # type: ignore[no-redef]
-        return fn
-
-
-
 OVERLAY_COLUMNS = 8  # panels per row of overlays/<split>_epochNNN.png
-
-
-def gt_class_maps(pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any], method: str) -> Tensor:
-    """N x h x w unnormalized maps of each image's GT class: CAMs from the step's features, or gradient
-    saliency (method="backprop"). Kept in `outputs`, so every callback of a batch shares one computation
-    (the saliency costs a backward pass)."""
-    if "gt_class_maps" not in outputs:
-        labels = batch["label"]
-        if method == "backprop":
-            outputs["gt_class_maps"] = gradient_saliency(pl_module, batch["image"], labels)
-        else:
-            outputs["gt_class_maps"] = class_activation_maps(outputs["features"], pl_module.class_weights, labels)
-    return outputs["gt_class_maps"]
-
-
-def gt_class_cams(pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any], method: str) -> Tensor:
-    """N x H x W GT-class maps at input size, min-max normalized (the paper rule's input). Kept in `outputs`
-    like ``gt_class_maps``, so the callbacks of a batch upsample and normalize once."""
-    if "gt_class_cams" not in outputs:
-        maps = gt_class_maps(pl_module, outputs, batch, method).detach().float()
-        if method != "backprop":  # gradient saliency is at input size already
-            maps = upsample_cams(maps, batch["image"].shape[-2:])
-        outputs["gt_class_cams"] = normalize_cams(maps)
-    return outputs["gt_class_cams"]
-
-
-def paper_boxes(
-    outputs: dict[str, Any], batch: dict[str, Any], cams: Tensor, threshold: float
-) -> tuple[Tensor, Tensor]:
-    """(``boxes_from_cams(cams, threshold)``, their ``best_iou_per_image``) of this batch, kept in `outputs` per
-    threshold: a callback that has them already (CAMCallback, from its sweep) leaves them with ``keep_paper_boxes``."""
-    cache = outputs.setdefault("paper_boxes", {})
-    if threshold not in cache:
-        boxes = boxes_from_cams(cams, threshold)
-        keep_paper_boxes(outputs, threshold, boxes, best_iou_per_image(boxes, batch["boxes"], batch["box_count"]))
-    return cache[threshold]
-
-
-def keep_paper_boxes(outputs: dict[str, Any], threshold: float, boxes: Tensor, ious: Tensor) -> None:
-    """Leave a batch's paper boxes and IoUs at `threshold` for the other callbacks (see ``paper_boxes``)."""
-    outputs.setdefault("paper_boxes", {})[threshold] = boxes, ious
-
-
-def display_name(class_names: Sequence[str], class_index: int) -> str:
-    """The class's name for pictures and tables: without CUB's 'NNN.' prefix (the index when unnamed)."""
-    name = class_names[class_index] if class_index < len(class_names) else str(class_index)
-    return name.split(".", 1)[1] if name[:3].isdigit() and "." in name else name
-
-
-def _add_png_image(experiment: Any, tag: str, picture: np.ndarray, png: bytes, step: int) -> None:
-    """TensorBoard image from PNG bytes already encoded: `add_image` would re-encode the picture with PIL's
-    slow default compression (~0.8 s for a 16-panel overlay grid, every validation)."""
-    writer = getattr(experiment, "_get_file_writer", None)  # SummaryWriter's; add_image uses it too
-    if writer is None:
-        experiment.add_image(tag, picture, step, dataformats="HWC")
-        return
-    from tensorboard.compat.proto.summary_pb2 import Summary
-
-    height, width = picture.shape[:2]
-    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
-    writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
-
-
-@dataclass
-class OverlaySample:
-    """One image picked for the overlays: what a logger needs to draw it its own way (e.g. W&B boxes)."""
-
-    image: np.ndarray  # H x W x 3 uint8 RGB (network input, denormalized)
-    cam: np.ndarray  # H x W in [0, 1], the GT class's map
-    pred_box: np.ndarray | None  # xyxy from the GT class's CAM (the paper's rule)
-    gt_boxes: np.ndarray | None  # B x 4 xyxy
-    label: int
-    predicted: int
-    iou: float | None = None  # of pred_box with the best GT box (None without boxes)
-    caption: list[str] = field(default_factory=list)  # the lines under the saved overlay (viz.cam_caption)
 
 
 @dataclass
@@ -146,22 +65,28 @@ class EvaluationSummary:
 
 
 class CAMCallback(Callback):
+    """Per evaluation batch: the GT class's map (shared with the other callbacks through `BatchMaps`), the
+    paper-rule boxes, the metric updates and the overlay samples; per pass: the synced numbers, logged, kept
+    in `last_results` and summarized in `last_summary` (for EvaluationDashboards), and the overlay grid."""
+
     def __init__(
         self,
         class_names: Sequence[str],
         mean: Sequence[float],
         std: Sequence[float],
-        cam_threshold: float = 0.2,
-        iou_threshold: float = 0.5,
-        num_overlays: int = 16,
-        method: str = "cam",
-        heuristic_top5: bool = True,
-        protocol: str = "paper",
-        box_thresholds: int = 100,
-        wsoleval_size: int = 224,
+        *,
+        cam_threshold: float,
+        iou_threshold: float,
+        num_overlays: int,
+        method: str,
+        heuristic_top5: bool,
+        protocol: str,
+        box_thresholds: int,
+        wsoleval_size: int,
     ) -> None:
-        """method: "cam" (CAMs from the step's features) or "backprop" (the paper's gradient-saliency
-        baseline; needs Trainer(inference_mode=False)). heuristic_top5: also score Table 3's five boxes.
+        """Every setting is explicit: their defaults live in the config schema (`EvalConfig`).
+        method: "cam" (CAMs from the step's features) or "backprop" (the paper's gradient-saliency baseline;
+        needs Trainer(inference_mode=False)). heuristic_top5: also score Table 3's five boxes.
         protocol="wsoleval" adds MaxBoxAcc, MaxBoxAccV2 and PxAP (Choe et al. 2020) in a wsoleval_size
         frame: over box_thresholds thresholds while fitting, the reference 1000 in validate / test."""
         if method not in ("cam", "backprop"):
@@ -192,9 +117,8 @@ class CAMCallback(Callback):
         self.per_class = {split: PerClassLocalization(num_classes, iou_threshold) for split in ("val", "test")}
         curve = sorted(set(DEFAULT_CURVE_THRESHOLDS) | {cam_threshold})
         self.curves = {split: ThresholdCurve(curve, iou_threshold) for split in ("val", "test")}
-        self._samples: list[OverlaySample] = []
+        self._samples: list[OverlaySample] = []  # this pass's overlays (rank 0), drawn at its end
         self.last_summary: dict[str, EvaluationSummary] = {}
-        self._tiles: list[np.ndarray] = []
         self._overlay_stride = 1
         self.last_overlay_path: Path | None = None
         self.last_results: dict[str, float] = {}
@@ -209,9 +133,10 @@ class CAMCallback(Callback):
         size = batch["image"].shape[-2:]
         gt_class_iou = heuristic_hits = None
         cams = pred_boxes = raw = curve_hits = None
+        maps = BatchMaps.of(pl_module, outputs, batch, self.method)
         if self.method == "backprop" or getattr(pl_module, "cam_capable", False):
-            raw = gt_class_maps(pl_module, outputs, batch, self.method)  # unnormalized; saliency at input size
-            cams = gt_class_cams(pl_module, outputs, batch, self.method)
+            raw = maps.raw  # unnormalized; saliency at input size
+            cams = maps.cams
         if raw is not None and split in self.wsoleval:
             self._update_wsoleval(split, raw, batch)
         if cams is not None and "boxes" in batch:
@@ -220,13 +145,13 @@ class CAMCallback(Callback):
             pred_boxes, gt_class_iou, curve_hits = paper_boxes_and_sweep(
                 cams, batch["boxes"], batch["box_count"], self.cam_threshold, thresholds, self.iou_threshold
             )
-            keep_paper_boxes(outputs, self.cam_threshold, pred_boxes, gt_class_iou)
+            maps.keep_paper_boxes(self.cam_threshold, pred_boxes, gt_class_iou)
             if self.heuristic_top5 and getattr(pl_module, "cam_capable", False):
                 top3 = logits.topk(min(3, logits.shape[1]), dim=1).indices
                 if top3.shape[1] == 3:
-                    maps = class_activation_maps(features, pl_module.class_weights, top3)
+                    top3_maps = class_activation_maps(features, pl_module.class_weights, top3)
                     heuristic_hits = heuristic_top5_hits(
-                        normalize_cams(upsample_cams(maps, size)),
+                        normalize_cams(upsample_cams(top3_maps, size)),
                         top3,
                         labels,
                         batch["boxes"],
@@ -242,8 +167,8 @@ class CAMCallback(Callback):
         self.per_class[split].update(logits, labels, gt_class_iou)
         if pred_boxes is not None:
             self.curves[split].update(cams, batch["boxes"], batch["box_count"], hits=curve_hits)
-        if cams is not None and len(self._tiles) < self.num_overlays and pl_module.global_rank == 0:
-            self._collect_tiles(batch, logits, cams, pred_boxes, gt_class_iou)
+        if cams is not None and len(self._samples) < self.num_overlays and pl_module.global_rank == 0:
+            self._collect_samples(batch, logits, cams, pred_boxes, gt_class_iou)
 
     def _update_wsoleval(self, split: str, raw: Tensor, batch: dict[str, Any]) -> None:
         """wsoleval protocol from the raw maps (before our min-max): bicubic resize to the eval frame and
@@ -333,24 +258,21 @@ class CAMCallback(Callback):
                     values[f"{prefix}/pxap"] = pxap.float()
         return values
 
-    def _collect_tiles(self, batch, logits, cams, pred_boxes, ious) -> None:
+    def _collect_samples(self, batch, logits, cams, pred_boxes, ious) -> None:
         """Overlays of every `_overlay_stride`-th image, so the grid spans the (class-sorted) split: the GT
         class's CAM, the paper-rule box from it and the GT boxes, captioned by `viz.cam_caption`."""
         chosen = (batch["index"] % self._overlay_stride == 0).nonzero().flatten().tolist()
-        chosen = chosen[: self.num_overlays - len(self._tiles)]
+        chosen = chosen[: self.num_overlays - len(self._samples)]
         if not chosen:
             return
-        images = viz.denormalize(batch["image"][chosen].float(), self.mean, self.std)
-        predicted = logits.argmax(1).tolist()
-        for j, i in enumerate(chosen):
-            label = int(batch["label"][i])
-            gt = batch["boxes"][i, : int(batch["box_count"][i])].cpu().numpy() if "boxes" in batch else None
-            box = pred_boxes[i].numpy() if pred_boxes is not None else None
-            iou = float(ious[i]) if ious is not None and gt is not None and len(gt) else None
-            caption = viz.cam_caption(self._name(label), self._name(predicted[i]), iou, self.iou_threshold)
-            cam = cams[i].cpu().numpy()
-            self._tiles.append(viz.overlay_panel(images[j], cam, pred_boxes=box, gt_boxes=gt, caption=caption))
-            self._samples.append(OverlaySample(images[j], cam, box, gt, label, predicted[i], iou, caption))
+        image_ious: list[float | None] = [None] * len(batch["label"])  # None: no GT box to score against
+        if ious is not None and "boxes" in batch:
+            for i in chosen:
+                image_ious[i] = float(ious[i]) if int(batch["box_count"][i]) else None
+        self._samples += overlay_samples(
+            batch, chosen, cams, pred_boxes, image_ious, logits.argmax(1).tolist(), self.class_names, self.mean,
+            self.std, self.iou_threshold,
+        )
 
     def _name(self, class_index: int) -> str:
         return display_name(self.class_names, class_index)
@@ -366,7 +288,7 @@ class CAMCallback(Callback):
 
     # -- per epoch -----------------------------------------------------------------------------
     def _start(self, loaders) -> None:
-        self._tiles, self._samples = [], []
+        self._samples = []
         loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
         size = len(loader.dataset) if loader is not None and hasattr(loader, "dataset") else 0
         self._overlay_stride = max(1, size // max(1, self.num_overlays))
@@ -422,18 +344,19 @@ class CAMCallback(Callback):
 
     @rank_zero_only
     def _write_overlays(self, split: str, trainer: pl.Trainer, out_dir: Path) -> None:
-        if not self._tiles:
+        if not self._samples:
             return
-        width = viz.grid_width(self._tiles, OVERLAY_COLUMNS)
+        tiles = [sample.panel() for sample in self._samples]
+        width = viz.grid_width(tiles, OVERLAY_COLUMNS)
         legend = viz.cam_legend(width, self.iou_threshold, self.cam_threshold, self.method)
-        picture = viz.grid(self._tiles, columns=OVERLAY_COLUMNS, legend=legend)
+        picture = viz.grid(tiles, columns=OVERLAY_COLUMNS, legend=legend)
         png = viz.encode_png(picture)  # once, for the file and TensorBoard
         path = out_dir / f"{split}_epoch{trainer.current_epoch:03d}.png"
         self.last_overlay_path = viz.save_png(picture, path, png)
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_image"):  # TensorBoard
-                _add_png_image(experiment, f"{split}/cam_overlays", picture, png, trainer.global_step)
+                add_png_image(experiment, f"{split}/cam_overlays", picture, png, trainer.global_step)
 
     @override
     def on_validation_epoch_end(self, trainer, pl_module) -> None:

@@ -3,7 +3,8 @@
 The raw map is what upstream's CAMComputer saves and scores: the GT class's CAM at feature resolution
 (``sum_k w_k^c f_k``), or for ``method="backprop"`` the gradient saliency at input resolution. It goes to
 the same `WSOLScorer` that `camexp evaluate-maps` uses, so both commands give the same digits. Like
-CAMCallback it reuses the step's features: no second forward pass for CAMs.
+CAMCallback it reuses the step's features, and the maps and paper-rule boxes of a batch are computed once for
+both (`BatchMaps`): no second forward pass for CAMs.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from typing_extensions import override  # a Lightning dependency
 
-from camexp import viz
-from camexp.callbacks.cam_metrics import display_name, gt_class_cams, gt_class_maps, paper_boxes
+from camexp.callbacks.batch_maps import BatchMaps
+from camexp.callbacks.overlays import OverlaySample, overlay_samples
 from camexp.localization import center_gaussian_map
 from camexp.wsol import protocol as W
 from camexp.wsol.evaluate_maps import gt_boxes_224
@@ -31,15 +33,15 @@ from camexp.wsol.scoring import WSOLScorer
 
 @dataclass
 class ExtremeSample:
-    """One candidate for the best/worst grid: IoU of the paper-rule box of its GT-class map."""
+    """One candidate for the best/worst grid: its dataset position and overlay, ranked by the IoU of the
+    paper-rule box of its GT-class map."""
 
-    iou: float
     position: int
-    image: np.ndarray  # H x W x 3 uint8
-    cam: np.ndarray  # H x W in [0, 1]
-    pred_box: np.ndarray
-    gt_boxes: np.ndarray
-    caption: list[str]  # viz.cam_caption lines
+    overlay: OverlaySample
+
+    @property
+    def iou(self) -> float:
+        return self.overlay.iou
 
 
 class ScoreMapCallback(Callback):
@@ -51,16 +53,18 @@ class ScoreMapCallback(Callback):
         scorer: WSOLScorer,
         mean: Sequence[float],
         std: Sequence[float],
+        *,
         class_names: Sequence[str],
-        method: str = "cam",
-        cam_threshold: float = 0.2,
-        iou_threshold: float = 0.5,
+        method: str,
+        cam_threshold: float,
+        iou_threshold: float,
         maps_dir: str | Path | None = None,
         masks_dir: str | Path | None = None,
-        num_extremes: int = 8,
+        num_extremes: int,
         baselines: dict[str, WSOLScorer] | None = None,
     ) -> None:
-        """metadata: the split's ids in dataset order (position -> image id) and boxes; masks_dir: where mask
+        """Settings are explicit (their defaults live in the config schema and the `evaluate` command).
+        metadata: the split's ids in dataset order (position -> image id) and boxes; masks_dir: where mask
         PNGs go when the batches carry masks (their paths are recorded in `metadata`, relative to it);
         baselines: a scorer per sanity baseline ("center_gaussian", "whole_image"), fed the same images."""
         self.metadata, self.scorer = metadata, scorer
@@ -79,17 +83,19 @@ class ScoreMapCallback(Callback):
         self._gaussian = center_gaussian_map(W.RESIZE_LENGTH, W.RESIZE_LENGTH).numpy()
 
     # -- hooks ---------------------------------------------------------------------------------------
+    @override
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not trainer.sanity_checking:
             self._update(pl_module, outputs, batch)
 
+    @override
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._update(pl_module, outputs, batch)
 
     # -- per batch -----------------------------------------------------------------------------------
     def raw_maps(self, pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
         """N x h x w GT-class maps, unnormalized (float32)."""
-        return gt_class_maps(pl_module, outputs, batch, self.method).detach().float()
+        return BatchMaps.of(pl_module, outputs, batch, self.method).raw.detach().float()
 
     def _update(self, pl_module: pl.LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> None:
         if "label" not in batch:  # a batch of skipped corrupt images
@@ -113,8 +119,9 @@ class ScoreMapCallback(Callback):
                 save_map(self.maps_dir, image_id, raw[i])
             self.seen.append(position)
         if "boxes" in batch and self.num_extremes > 0:
-            cams = gt_class_cams(pl_module, outputs, batch, self.method)
-            pred, ious = paper_boxes(outputs, batch, cams, self.cam_threshold)
+            maps = BatchMaps.of(pl_module, outputs, batch, self.method)
+            cams = maps.cams
+            pred, ious = maps.paper_boxes(self.cam_threshold)
             self._offer_extremes(cams, pred, ious.tolist(), batch, positions, outputs["logits"].argmax(1).tolist())
 
     def _add_baselines(self, gt: np.ndarray | None, mask: np.ndarray | None) -> None:
@@ -159,26 +166,16 @@ class ScoreMapCallback(Callback):
         ]
         if not chosen:
             return
-        images = viz.denormalize(batch["image"][chosen].float(), self.mean, self.std)
-        for j, i in enumerate(chosen):
-            label = int(batch["label"][i])
-            gt = batch["boxes"][i, : int(batch["box_count"][i])].cpu().numpy()
-            caption = viz.cam_caption(
-                display_name(self.class_names, label), display_name(self.class_names, predicted[i]), ious[i],
-                self.iou_threshold,
-            )
-            sample = ExtremeSample(
-                ious[i], positions[i], images[j], cams[i].cpu().numpy(), pred[i].numpy(), gt, caption
-            )
+        overlays = overlay_samples(
+            batch, chosen, cams, pred, ious, predicted, self.class_names, self.mean, self.std, self.iou_threshold
+        )
+        for i, overlay in zip(chosen, overlays, strict=True):
+            sample = ExtremeSample(positions[i], overlay)
             self.best.append(sample)
             self.worst.append(sample)
         self.best = sorted(self.best, key=lambda s: (-s.iou, s.position))[:k]
         self.worst = sorted(self.worst, key=lambda s: (s.iou, s.position))[:k]
 
     def extreme_tiles(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """(best, worst) overlay panels (`viz.overlay_panel`): GT-class CAM, GT boxes, paper-rule box, caption."""
-
-        def tile(s: ExtremeSample) -> np.ndarray:
-            return viz.overlay_panel(s.image, s.cam, pred_boxes=s.pred_box, gt_boxes=s.gt_boxes, caption=s.caption)
-
-        return [tile(s) for s in self.best], [tile(s) for s in self.worst]
+        """(best, worst) overlay panels (`OverlaySample.panel`): GT-class CAM, GT boxes, paper-rule box, caption."""
+        return [s.overlay.panel() for s in self.best], [s.overlay.panel() for s in self.worst]

@@ -120,6 +120,7 @@ def localize_with_svm(
     overlay grid it drew (moved to out/overlays.png; None without images). has_boxes=False (scene datasets):
     the wsoleval metrics (MaxBoxAcc, PxAP) are not even set up."""
     from camexp.callbacks.cam_metrics import CAMCallback
+    from camexp.config import EvalConfig
     from camexp.data.collate import collate_samples
     from camexp.data.transforms import normalization
     from camexp.train import quiet_synced_metric_warnings
@@ -131,7 +132,9 @@ def localize_with_svm(
         cam_threshold=cam_threshold,
         iou_threshold=iou_threshold,
         num_overlays=num_overlays,
+        method="cam",  # the SVM's weights on the backbone's maps
         protocol="wsoleval" if has_boxes else "paper",  # MaxBoxAcc, MaxBoxAccV2, PxAP from boxes / masks
+        box_thresholds=EvalConfig.box_thresholds,  # unused: validate() sweeps the reference 1000 thresholds
         wsoleval_size=wsoleval_size,
         heuristic_top5=heuristic_top5,
     )
