@@ -17,7 +17,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
-from camexp import config, data, faults
+from camexp import config, data
+from camexp import runs as faults
 from camexp.callbacks.cam_metrics import CAMCallback
 from camexp.callbacks.dashboards import EvaluationDashboards
 from camexp.console import progress_callbacks, quiet_console, verbose

@@ -1,12 +1,14 @@
 """The package's layout keeps its promises (docs/layout.md): imports point one way, with no circle.
 
 Read off the source with `ast`, every import counted, also the ones inside functions: a lazy import that
-points up is still a dependency that points up.
+points up is still a dependency that points up. Imports under `if TYPE_CHECKING:` are left out: they name a
+type for the reader and the type checker, and load nothing.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -41,12 +43,39 @@ def module_name(path: Path, package: Path = PACKAGE) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node of `tree` except the bodies of `if TYPE_CHECKING:` blocks."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            yield node
+            for other in node.orelse:
+                yield from [other, *runtime_nodes(other)]
+            continue
+        yield node
+        yield from runtime_nodes(node)
+
+
+def imported_names(path: Path, package: str) -> set[str]:
+    """Dotted names `path` imports: modules, and module.name for `from module import name`."""
+    found = set()
+    for node in runtime_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
 def imports_of(path: Path, modules: set[str], package_dir: Path = PACKAGE) -> set[str]:
     """The package's modules `path` imports (`from camexp import viz` is camexp.viz, not the package)."""
     name = module_name(path, package_dir)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -152,6 +181,23 @@ def test_models_and_data_never_import_each_other(graph):
     assert not crossing, crossing
 
 
+def test_every_import_of_the_package_names_a_module_or_a_name_in_one():
+    """A stale `from camexp import faults` must fail here, not load a module left in another checkout."""
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {module_name(p): p for p in paths}
+    unknown = []
+    for path in paths:
+        name = module_name(path)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for dotted in imported_names(path, package):
+            if not dotted.startswith("camexp") or dotted in modules:
+                continue
+            owner, _, attribute = dotted.rpartition(".")
+            if owner not in modules or not re.search(rf"\b{attribute}\b", modules[owner].read_text()):
+                unknown.append(f"{name}: {dotted}")
+    assert not unknown, unknown
+
+
 def test_no_import_circle(graph):
     assert not circles(graph)
 
@@ -165,7 +211,9 @@ def test_the_checks_catch_an_upward_import_and_a_circle(tmp_path):
     (package / "train.py").write_text("")
     (package / "loggers.py").write_text("from camexp import reports\n")
     (package / "reports.py").write_text("from . import loggers\n")
+    (package / "viz.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from camexp import train\n")
     made_up = package_graph(package)
+    assert made_up["camexp.viz"] == set()  # a type named for the reader loads nothing
     assert made_up["camexp.errors"] == {"camexp.train"} and made_up["camexp.reports"] == {"camexp.loggers"}
     assert upward_imports(made_up) == ["camexp.errors -> camexp.train"]
     assert circles(made_up) == [["camexp.loggers", "camexp.reports"]]
