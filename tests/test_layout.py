@@ -211,7 +211,8 @@ def test_the_checks_catch_an_upward_import_and_a_circle(tmp_path):
     (package / "train.py").write_text("")
     (package / "loggers.py").write_text("from camexp import reports\n")
     (package / "reports.py").write_text("from . import loggers\n")
-    (package / "viz.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from camexp import train\n")
+    type_only = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from camexp import train\n"
+    (package / "viz.py").write_text(type_only)
     made_up = package_graph(package)
     assert made_up["camexp.viz"] == set()  # a type named for the reader loads nothing
     assert made_up["camexp.errors"] == {"camexp.train"} and made_up["camexp.reports"] == {"camexp.loggers"}
