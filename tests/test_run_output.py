@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS
+from camexp.metrics import DEFAULT_CURVE_THRESHOLDS
 from camexp.cli import build_parser, main
 from tests.conftest import REPO, tiny_overrides
 
