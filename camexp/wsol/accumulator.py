@@ -152,7 +152,8 @@ class WSOLAccumulator(Metric):
     ``update(scoremaps, gt_boxes, masks)`` takes maps already in the protocol's frame and range
     (``wsoleval_scoremaps``), per image its GT boxes in that frame (``wsoleval_gt_boxes``; None: not scored
     for boxes) and masks (1 foreground, 0 background, 255 ignored); ``update_fixed_box`` scores one box
-    predicted for every image at every threshold (the whole-image baseline). See the module docstring for
+    predicted for every image at every threshold (the whole-image baseline). `multi_contour=False` scores the
+    V2 rows with the largest contour too (``evaluate-maps --largest``). See the module docstring for
     what is summed and why N processes give the digits of one.
     """
 
@@ -182,26 +183,31 @@ class WSOLAccumulator(Metric):
 
     def update(
         self,
-        scoremaps: np.ndarray | Tensor,
+        scoremaps: np.ndarray | Tensor | None,
         gt_boxes: Sequence[np.ndarray | None] | None = None,
         masks: np.ndarray | Tensor | None = None,
+        fixed_box: np.ndarray | None = None,
     ) -> None:
-        scoremaps = _numpy(scoremaps)
+        """A batch: N maps, per image its GT boxes (or None) and/or N masks; or, with `fixed_box` in place of
+        the maps, images whose prediction is that box at every threshold (see ``update_fixed_box``)."""
         if gt_boxes is not None:
             hits_v1 = np.zeros(self.thresholds.size, dtype=np.int64)
             hits_v2 = np.zeros((len(self.iou_thresholds), self.thresholds.size), dtype=np.int64)
             scored = 0
-            for scoremap, gt in zip(scoremaps, gt_boxes, strict=True):
+            maps = [None] * len(gt_boxes) if scoremaps is None else _numpy(scoremaps)
+            for scoremap, gt in zip(maps, gt_boxes, strict=True):
                 if gt is None:
                     continue
-                v1, v2 = self._box_hits(scoremap, np.asarray(gt))
+                v1, v2 = self._box_hits(scoremap, np.asarray(gt), fixed_box)
                 hits_v1 += v1
                 hits_v2 += v2
                 scored += 1
-            self._add_hits(hits_v1, hits_v2, scored)
+            self.hits_v1 += torch.from_numpy(hits_v1).to(self.hits_v1.device)
+            self.hits_v2 += torch.from_numpy(hits_v2).to(self.hits_v2.device)
+            self.num_images += scored
         if masks is not None:
             masks = _numpy(masks, None)
-            fg, bg = W.pixel_histograms(scoremaps, masks, self.thresholds)
+            fg, bg = W.pixel_histograms(_numpy(scoremaps), masks, self.thresholds)
             self.fg_hist += torch.from_numpy(fg).to(self.fg_hist.device)
             self.bg_hist += torch.from_numpy(bg).to(self.bg_hist.device)
             self.num_mask_images += len(masks)
@@ -209,26 +215,20 @@ class WSOLAccumulator(Metric):
     def update_fixed_box(self, box: np.ndarray, gt_boxes: Sequence[np.ndarray]) -> None:
         """Images whose prediction is `box` at every threshold (inclusive pixels of the eval frame, e.g.
         ``protocol.whole_frame_box``); gt_boxes per image in that frame. No PxAP: there is no map."""
-        hits_v1 = np.zeros(self.thresholds.size, dtype=np.int64)
-        hits_v2 = np.zeros((len(self.iou_thresholds), self.thresholds.size), dtype=np.int64)
-        for gt in gt_boxes:
-            v1, v2 = W.fixed_box_hits(box, np.asarray(gt), (W.V1_IOU,), self.iou_thresholds, self.thresholds)
-            hits_v1 += v1[0]
-            hits_v2 += v2
-        self._add_hits(hits_v1, hits_v2, len(gt_boxes))
+        self.update(None, gt_boxes, fixed_box=box)  # the wrapped update: counted, and synced like any other
 
-    def _box_hits(self, scoremap: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(T,) V1 hits and (n_iou, T) V2-row hits of one image, from one contour pass."""
+    def _box_hits(
+        self, scoremap: np.ndarray | None, gt_boxes: np.ndarray, fixed_box: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(T,) V1 hits and (n_iou, T) V2-row hits of one image, from one contour pass (or of `fixed_box`)."""
+        if fixed_box is not None:
+            v1, v2 = W.fixed_box_hits(fixed_box, gt_boxes, (W.V1_IOU,), self.iou_thresholds, self.thresholds)
+            return v1[0], v2
         if self.multi_contour:
             v1, v2 = W.box_hits_v1_v2(scoremap, gt_boxes, (W.V1_IOU,), self.iou_thresholds, self.thresholds)
             return v1[0], v2
         rows, _ = W.box_hits_v1_v2(scoremap, gt_boxes, (*self.iou_thresholds, W.V1_IOU), (), self.thresholds)
         return rows[-1], rows[:-1]
-
-    def _add_hits(self, hits_v1: np.ndarray, hits_v2: np.ndarray, num_images: int) -> None:
-        self.hits_v1 += torch.from_numpy(hits_v1).to(self.hits_v1.device)
-        self.hits_v2 += torch.from_numpy(hits_v2).to(self.hits_v2.device)
-        self.num_images += num_images
 
     def compute(self) -> WSOLResult:
         masks = int(self.num_mask_images) > 0
