@@ -13,8 +13,7 @@ upstream's ``data_loaders.py`` does (no clipping, integer coordinates); the trai
 (camexp.data.wsoleval_meta) calls the `read_*` steps and clips and scales afterwards. Every malformed
 line is a DatasetError naming the file, the line and the expected layout. Masks are read like
 upstream's ``get_mask``: grayscale, nearest-neighbour resize to 224 x 224, ``> 0.5``; an empty ignore
-path means no ignore region (upstream requires one). Pure numpy/OpenCV: no torch, so
-`camexp evaluate-maps` starts fast.
+path means no ignore region (upstream requires one). Pure numpy/OpenCV: no torch.
 """
 
 from __future__ import annotations
