@@ -138,24 +138,6 @@ class EvaluationSummary:
     samples: list[OverlaySample] = field(default_factory=list)  # rank 0 only
 
 
-def _wsoleval_log_values(result: WSOLResult, prefix: str, thresholds: bool = True) -> dict[str, Tensor]:
-    """`<prefix>/maxboxacc`, its threshold, `maxboxacc_v2`, each V2 row `maxboxacc_v2_iouNN` and its threshold
-    (fractions; thresholds=False leaves the thresholds out), `pxap`: what the callback logs. Nothing undefined."""
-    metrics = result.metrics()
-    values: dict[str, float] = {}
-    if result.num_images:
-        values.update(maxboxacc=metrics["maxboxacc"], maxboxacc_threshold=metrics["maxboxacc_threshold"])
-        values["maxboxacc_v2"] = metrics["maxboxacc_v2"]
-        for iou, value in metrics["maxboxacc_v2_per_iou"].items():
-            values[f"maxboxacc_v2_iou{iou}"] = value
-            values[f"maxboxacc_v2_iou{iou}_threshold"] = metrics["maxboxacc_v2_thresholds"][iou]
-        if not thresholds:
-            values = {k: v for k, v in values.items() if not k.endswith("threshold")}
-    if metrics["pxap"] is not None:
-        values["pxap"] = metrics["pxap"]
-    return {f"{prefix}/{k}": torch.tensor(v, dtype=torch.float32) for k, v in values.items()}
-
-
 class CAMCallback(Callback):
     def __init__(
         self,
@@ -316,12 +298,30 @@ class CAMCallback(Callback):
             return {}
         result = self.wsoleval.pop(split).compute()  # synced across ranks (every rank takes part)
         self.last_wsoleval[split] = result
-        values = _wsoleval_log_values(result, split)
+        values = self._wsoleval_log_values(result, split)
         for name, accumulator in self.baseline_wsoleval.pop(split, {}).items():
-            # The whole-image box is the same at every threshold: no best threshold to report.
             result = accumulator.compute()  # synced, like the CAM's
-            values.update(_wsoleval_log_values(result, baseline_prefix(split, name), thresholds=name != "whole_image"))
+            # The whole-image box is the same at every threshold: no best threshold to report.
+            values.update(self._wsoleval_log_values(result, baseline_prefix(split, name), name != "whole_image"))
         return values
+
+    @staticmethod
+    def _wsoleval_log_values(result: WSOLResult, prefix: str, thresholds: bool = True) -> dict[str, Tensor]:
+        """`<prefix>/maxboxacc`, its threshold, `maxboxacc_v2`, each V2 row `maxboxacc_v2_iouNN` and its threshold
+        (fractions; thresholds=False leaves the thresholds out), `pxap`: what the callback logs. Nothing undefined."""
+        metrics = result.metrics()
+        values: dict[str, float] = {}
+        if result.num_images:
+            values.update(maxboxacc=metrics["maxboxacc"], maxboxacc_threshold=metrics["maxboxacc_threshold"])
+            values["maxboxacc_v2"] = metrics["maxboxacc_v2"]
+            for iou, value in metrics["maxboxacc_v2_per_iou"].items():
+                values[f"maxboxacc_v2_iou{iou}"] = value
+                values[f"maxboxacc_v2_iou{iou}_threshold"] = metrics["maxboxacc_v2_thresholds"][iou]
+            if not thresholds:
+                values = {k: v for k, v in values.items() if not k.endswith("threshold")}
+        if metrics["pxap"] is not None:
+            values["pxap"] = metrics["pxap"]
+        return {f"{prefix}/{k}": torch.tensor(v, dtype=torch.float32) for k, v in values.items()}
 
     def _collect_tiles(self, batch, logits, cams, pred_boxes, ious) -> None:
         """Overlays of every `_overlay_stride`-th image, so the grid spans the (class-sorted) split: the GT
