@@ -55,13 +55,12 @@ def pin_threads() -> None:
 
 def saved_cases(metadata_dir: str, maps_dir: str, n_maps: int):
     """The first ``n_maps`` saved score maps with boxes, normalized as in evaluation, with box masks."""
-    from camexp.wsol.evaluate_maps import gt_boxes_224
     from camexp.wsol.metadata import read_metadata
     from camexp.wsol.score_maps import load_map
 
     meta = read_metadata(metadata_dir)
     for image_id in [i for i in meta.image_ids if meta.boxes.get(i)][:n_maps]:
-        gt = gt_boxes_224(meta, image_id)
+        gt = meta.scored_boxes(image_id)
         yield W.normalize_scoremap(load_map(maps_dir, image_id)), gt, box_mask(gt)
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from camexp.errors import CamexpError
 from camexp.outputs import output_file
-from camexp.wsol.protocol import CAM_CURVE_INTERVAL, IOU_THRESHOLDS_V2
+from camexp.wsol.protocol import CAM_CURVE_INTERVAL, IOU_THRESHOLDS_V2, V1_IOU, check_settings
 
 
 def cmd_evaluate_maps(args: argparse.Namespace) -> int:
@@ -18,7 +18,7 @@ def cmd_evaluate_maps(args: argparse.Namespace) -> int:
             "--heldout-metadata and --heldout-maps go together: give both (the held-out split's "
             "metadata folder and its maps folder), or neither."
         )
-    _check_settings(args.cam_curve_interval, args.iou)
+    check_settings(args.cam_curve_interval, args.iou, "--cam-curve-interval", "--iou")
     if args.json:
         output_file(args.json, "--json")  # before the scoring pass
     if args.heldout_metadata:
@@ -39,20 +39,10 @@ def cmd_evaluate_maps(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_settings(cam_curve_interval: float, ious: list[int]) -> None:
-    if not 0 < cam_curve_interval < 1:
-        raise CamexpError(
-            f"--cam-curve-interval must lie in (0, 1), e.g. 0.001 (the reference); got {cam_curve_interval}."
-        )
-    if any(not 0 < iou <= 100 for iou in ious):
-        raise CamexpError(f"--iou takes percentages in (0, 100], e.g. 30 50 70; got {ious}.")
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from camexp.evaluate import evaluate_checkpoint
 
-    _check_settings(args.cam_curve_interval, [50])
-
+    check_settings(args.cam_curve_interval, [V1_IOU], "--cam-curve-interval", "--iou")
     evaluate_checkpoint(
         args.checkpoint,
         args.config,

@@ -2,7 +2,7 @@
 
     checkpoint + <run>/config.yaml (+ overrides) -> data, CAMNet.load_from_checkpoint
     Trainer.validate/test with CAMCallback (paper protocol, incl. Table 3's top-5 heuristic)
-                         and ScoreMapCallback (GT-class maps -> wsoleval scorer, optional .npy + metadata)
+                         and ScoreMapCallback (GT-class maps -> wsoleval accumulator, optional .npy + metadata)
     -> <out>/results.json, wsoleval.json, report.md, curves.png, extremes.png [, maps/, metadata/]
 
 The saved maps and metadata are exactly what `camexp evaluate-maps --metadata <out>/metadata --maps
@@ -25,7 +25,7 @@ from camexp.data.boxes import DegenerateBoxWarning, clean_boxes
 from camexp.errors import CamexpError
 from camexp.localization import BASELINES, baseline_prefix
 from camexp.outputs import output_folder
-from camexp.reports import write_report, write_results, wsoleval_fractions
+from camexp.reports import format_result, write_report, write_results, wsoleval_fractions, wsoleval_json
 from camexp.train import (
     build_cam_callback,
     check_accelerator,
@@ -35,10 +35,10 @@ from camexp.train import (
     evaluation_trainer,
     head_name,
 )
+from camexp.wsol.accumulator import WSOLAccumulator
 from camexp.wsol.evaluate_maps import write_json
 from camexp.wsol.metadata import SplitMetadata, write_metadata
 from camexp.wsol.protocol import CAM_CURVE_INTERVAL, RESIZE_LENGTH, integer_gt_boxes
-from camexp.wsol.scoring import WSOLScorer, format_metrics
 
 STAGES = {"val": "validate", "test": "test"}
 
@@ -115,10 +115,10 @@ def evaluate_checkpoint(
         )
 
     metadata = metadata_from_dataset(datamodule.dataset(split))
-    scorer = WSOLScorer(cam_curve_interval)
-    baselines = {name: WSOLScorer(cam_curve_interval) for name in BASELINES}  # the sanity baselines, same images
-    # The scorer below computes wsoleval exactly in the reference's 224 frame; a CAM callback set to
-    # wsoleval in that same frame would only repeat the box sweep (another frame is kept, as *_callback).
+    scorer = WSOLAccumulator(cam_curve_interval)
+    baselines = {name: WSOLAccumulator(cam_curve_interval) for name in BASELINES}  # the sanity baselines, same images
+    # The scorer computes wsoleval exactly in the reference's 224 frame; a CAM callback set to wsoleval in that
+    # same frame would only repeat the box sweep (another frame's numbers are kept, as *_callback keys).
     same_frame = cfg.eval.wsoleval_size == RESIZE_LENGTH
     cam_callback = build_cam_callback(cfg, datamodule, protocol="paper" if same_frame else None)
     map_callback = ScoreMapCallback(
@@ -139,25 +139,25 @@ def evaluate_checkpoint(
     run(model, datamodule=datamodule, verbose=False)
 
     prefix = split
-    wsol = scorer.result()
-    baseline_results = {name: b.result() for name, b in baselines.items()}
+    wsol = scorer.compute()
+    baseline_results = {name: b.compute() for name, b in baselines.items()}
     results = dict(cam_callback.last_results)
     fractions = wsoleval_fractions(wsol, prefix)
     for name, result in baseline_results.items():
         fractions.update(wsoleval_fractions(result, baseline_prefix(prefix, name)))
     for key, value in fractions.items():
-        if key in results and results[key] != value:  # a streaming callback metric of another frame
+        if results.get(key, value) != value:  # the callback's number in another frame (eval.wsoleval_size)
             results[f"{key}_callback"] = results[key]
         results[key] = value
     write_results(out, results)
-    baseline_json = {name: result.metrics() for name, result in baseline_results.items()}
+    baseline_json = {name: result.metrics(percent=True) for name, result in baseline_results.items()}
     write_json(
         out / "wsoleval.json",
-        {**wsol.to_json(), "checkpoint": str(ckpt), "split": split, "baselines": baseline_json},
+        {**wsoleval_json(wsol), "checkpoint": str(ckpt), "split": split, "baselines": baseline_json},
     )
     seen = [metadata.image_ids[p] for p in sorted(set(map_callback.seen))]
-    if save_maps:
-        write_metadata(out / "metadata", _subset(metadata, seen))
+    if save_maps:  # the images actually scored (skipped corrupt images or limit_val_batches drop some)
+        write_metadata(out / "metadata", metadata.subset(seen))
 
     data_split = cfg.data.val_split if split == "val" else (cfg.data.test_split or cfg.data.val_split)
     title = f"{cfg.name}: {cfg.model.name} ({head_name(model)}) on {cfg.data.name}/{data_split}"
@@ -176,29 +176,16 @@ def evaluate_checkpoint(
     return results
 
 
-def _subset(meta: SplitMetadata, ids: list[str]) -> SplitMetadata:
-    """The metadata of the images actually scored (skipped corrupt images or limit_val_batches drop some)."""
-    keep = set(ids)
-    return SplitMetadata(
-        image_ids=ids,
-        labels={k: v for k, v in meta.labels.items() if k in keep},
-        sizes={k: v for k, v in meta.sizes.items() if k in keep},
-        boxes={k: v for k, v in meta.boxes.items() if k in keep},
-        masks={k: v for k, v in meta.masks.items() if k in keep},
-        ignores={k: v for k, v in meta.ignores.items() if k in keep},
-    )
-
-
 def _print_summary(title, results, prefix, cfg, wsol, out: Path, report: Path, baselines=None) -> None:
     from camexp.reports import results_table
 
     lines = ["", f"== {title} ==", results_table(results, prefix, cfg.model.name, cfg.model.pool, cfg.eval.method), ""]
     lines.append(f"wsoleval on {wsol.num_images} images:")
-    lines += format_metrics(wsol.metrics(), wsol.iou_thresholds, wsol.multi_contour)
+    lines += format_result(wsol)
     for name, result in (baselines or {}).items():  # the sanity baselines on the same images
         same_box = " (the same box at every threshold)" if name == "whole_image" else ""
         lines.append(f"sanity baseline {name}{same_box}:")
-        lines += format_metrics(result.metrics(), result.iou_thresholds, result.multi_contour)
+        lines += format_result(result)
     lines += [
         "",
         f"report        : {report}",

@@ -17,12 +17,16 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import OmegaConf
 
 from camexp.paper_numbers import PAPER_NAMES, paper_errors, paper_key
-from camexp.wsol.scoring import V1_IOU, WSOLResult
+from camexp.wsol.protocol import V1_IOU
+
+if TYPE_CHECKING:  # the tables (camexp report, compare) start without torch
+    from camexp.wsol.accumulator import WSOLResult
 
 # -- results tables --------------------------------------------------------------------------------------
 
@@ -187,21 +191,67 @@ def compare_runs(run_dirs: list[Path], labels: list[str], split: str = "val") ->
 # -- the evaluate report ---------------------------------------------------------------------------------
 
 def wsoleval_fractions(result: WSOLResult, prefix: str) -> dict[str, float]:
-    """The wsoleval numbers as `<prefix>/maxboxacc`, ... fractions in [0, 1], the keys results tables read."""
-    metrics = result.metrics()
-    out = {}
-    for key in ("maxboxacc", "maxboxacc_v2", "pxap"):
-        if metrics.get(key) is not None:
-            out[f"{prefix}/{key}"] = metrics[key] / 100.0
-    return out
+    """The wsoleval numbers as `<prefix>/maxboxacc`, ... fractions in [0, 1], the keys results tables read: the
+    reference's percent / 100, the digits `camexp evaluate` has always written to results.json (they can
+    differ from hits / images in the last bit)."""
+    metrics = result.metrics(percent=True)
+    keys = ("maxboxacc", "maxboxacc_v2", "pxap")
+    return {f"{prefix}/{key}": metrics[key] / 100.0 for key in keys if metrics.get(key) is not None}
+
+
+def wsoleval_json(result: WSOLResult) -> dict[str, Any]:
+    """wsoleval.json's content: the metrics in percent (the reference's numbers), the settings and the raw counts
+    (so a held-out selection can be redone from the file)."""
+    counts: dict[str, Any] = {
+        "hits_v1": result.hits_v1.astype(int).tolist(),
+        "hits_v2": result.hits_v2.astype(int).tolist(),
+    }
+    if result.fg_hist is not None and result.bg_hist is not None:
+        counts.update(fg_hist=result.fg_hist.astype(int).tolist(), bg_hist=result.bg_hist.astype(int).tolist())
+    return {
+        "protocol": "wsoleval",
+        **result.metrics(percent=True),
+        "iou_thresholds": list(result.iou_thresholds),
+        "multi_contour": result.multi_contour,
+        "num_thresholds": int(result.thresholds.size),
+        "cam_curve_interval": result.cam_curve_interval,
+        "counts": counts,
+    }
+
+
+def format_metrics(metrics: dict[str, Any], iou_thresholds: Sequence[int], multi_contour: bool) -> list[str]:
+    """Printed lines of a `WSOLResult.metrics(percent=True)` dict (or a `heldout_metrics` dict), in percent."""
+    lines = []
+    if "maxboxacc" in metrics:
+        at = metrics.get("maxboxacc_threshold")
+        lines.append(
+            f"  MaxBoxAcc   (IoU 50, largest contour) : {metrics['maxboxacc']:7.3f} %  (CAM threshold {at:.3f})"
+        )
+        rule = "all contours" if multi_contour else "largest contour"
+        ious = "/".join(map(str, iou_thresholds))
+        lines.append(f"  MaxBoxAccV2 (IoU {ious}, {rule}) : {metrics['maxboxacc_v2']:7.3f} %")
+        chosen = metrics.get("maxboxacc_v2_thresholds", {})
+        shared = metrics.get("maxboxacc_v2_threshold")
+        for iou, value in metrics["maxboxacc_v2_per_iou"].items():
+            threshold = chosen.get(iou, shared)
+            lines.append(f"      IoU {iou:>3}: {value:7.3f} %  (CAM threshold {threshold:.3f})")
+    if metrics.get("pxap") is not None:
+        lines.append(f"  PxAP                                  : {metrics['pxap']:7.3f} %")
+    return lines
+
+
+def format_result(result: WSOLResult) -> list[str]:
+    """Printed lines of a split's wsoleval numbers, in percent (``format_metrics``)."""
+    return format_metrics(result.metrics(percent=True), result.iou_thresholds, result.multi_contour)
 
 
 def wsoleval_table(result: WSOLResult, baselines: dict[str, WSOLResult] | None = None) -> str:
     """Markdown rows: MaxBoxAcc, MaxBoxAccV2 and each of its IoU rows with their best CAM thresholds, PxAP;
     plus a column per sanity baseline scored on the same images (`baselines`: name -> its result)."""
-    metrics = result.metrics()
+    metrics = result.metrics(percent=True)
     labels = dict(BASELINE_COLUMNS)
-    columns = [(labels.get(name, name), b.metrics()) for name, b in (baselines or {}).items() if b.num_images]
+    scored = [(name, b) for name, b in (baselines or {}).items() if b.num_images]
+    columns = [(labels.get(name, name), b.metrics(percent=True)) for name, b in scored]
     header = "| metric | accuracy % | best CAM threshold |" + "".join(f" {label} % |" for label, _ in columns)
     lines = [header, "|---|---:|---:|" + "---:|" * len(columns)]
 
@@ -346,7 +396,7 @@ def write_report(
         wsoleval_table(wsol, baselines),
         "",
         "Raw GT-class maps resized bicubically to 224 x 224 (float64), min-max normalized; thresholds "
-        f"np.arange(0, 1, {float(wsol.thresholds[1] - wsol.thresholds[0]) if wsol.thresholds.size > 1 else 1:g}); "
+        f"np.arange(0, 1, {wsol.cam_curve_interval:g}); "
         "boxes from OpenCV contours; numbers identical to github.com/clovaai/wsolevaluation on the same maps.",
         "",
     ]

@@ -17,21 +17,12 @@ from camexp.localization import (
     best_iou_per_image,
     center_gaussian_map,
 )
-from camexp.metrics import (
-    CAMLocalizationMetrics,
-    FixedBoxAcc,
-    MaxBoxAcc,
-    PxAP,
-    wsoleval_gt_boxes,
-    wsoleval_scoremaps,
-)
+from camexp.metrics import CAMLocalizationMetrics
 from camexp.reports import results_table, wsoleval_table
 from camexp.train import train
 from camexp.wsol import protocol as W
-from camexp.wsol.scoring import WSOLScorer
+from camexp.wsol.accumulator import WSOLAccumulator, wsoleval_gt_boxes, wsoleval_scoremaps
 from tests.conftest import REPO, tiny_overrides, validate_with_cam_callback
-
-GRID = 1000
 
 
 def gt_known(ious: torch.Tensor) -> float:
@@ -117,7 +108,7 @@ def test_center_gaussian_map_ignores_nothing_but_its_size():
     assert center_gaussian_map(1, 81)[0, 40 + 20].item() == pytest.approx(math.exp(-0.5 * (20 / 20.25) ** 2))
 
 
-# -- wsoleval: MaxBoxAcc / V2 / PxAP through the real accumulators ---------------------------------
+# -- wsoleval: MaxBoxAcc / V2 / PxAP through the real accumulator ----------------------------------
 
 # Three images in the 224 frame (inclusive pixels): the whole frame, a 160 px corner box, a small centred box.
 FRAME = [np.array([[0, 0, 223, 223]]), np.array([[0, 0, 159, 159]]), np.array([[62, 62, 161, 161]])]
@@ -127,28 +118,27 @@ CORNER = np.array([[0, 0, 30, 30]])
 def test_whole_image_maxboxacc_v2_equals_a_hand_count():
     # IoU of (0, 0, 223, 223) with each: 1, 160^2 / 224^2 = 0.51, 100^2 / 224^2 = 0.20.
     # Hits at IoU 30 / 50 / 70: 2 / 2 / 1 of 3; MaxBoxAcc (IoU 50): 2 of 3; V2 = (2 + 2 + 1) / 9.
-    metric = FixedBoxAcc(GRID)
-    metric.update(W.whole_frame_box(), FRAME)
-    values = metric.compute()
-    assert values["maxboxacc"].item() == pytest.approx(2 / 3)
-    assert values["maxboxacc_v2"].item() == pytest.approx(5 / 9)
-    assert [values[f"maxboxacc_v2_iou{i}"].item() for i in (30, 50, 70)] == pytest.approx([2 / 3, 2 / 3, 1 / 3])
-    assert metric.hits_v2.tolist() == [[2] * GRID, [2] * GRID, [1] * GRID]  # the same box at every threshold
-    scorer = WSOLScorer()
-    for gt in FRAME:
-        scorer.add_box(W.whole_frame_box(), gt)
-    result = scorer.result().metrics()
-    assert result["maxboxacc"] == pytest.approx(200 / 3) and result["maxboxacc_v2"] == pytest.approx(500 / 9)
-    assert scorer.result().pxap is None  # a box, not a map
+    metric = WSOLAccumulator()
+    metric.update_fixed_box(W.whole_frame_box(), FRAME[:1])
+    metric.update_fixed_box(W.whole_frame_box(), FRAME[1:])  # evaluate feeds one image at a time
+    result = metric.compute()
+    values = result.metrics()
+    assert values["maxboxacc"] == pytest.approx(2 / 3)
+    assert values["maxboxacc_v2"] == pytest.approx(5 / 9)
+    assert list(values["maxboxacc_v2_per_iou"].values()) == pytest.approx([2 / 3, 2 / 3, 1 / 3])
+    assert result.hits_v2.tolist() == [[2] * 1000, [2] * 1000, [1] * 1000]  # the same box at every threshold
+    percent = result.metrics(percent=True)
+    assert percent["maxboxacc"] == pytest.approx(200 / 3) and percent["maxboxacc_v2"] == pytest.approx(500 / 9)
+    assert values["pxap"] is None  # a box, not a map
 
 
 def test_whole_image_counts_merge_like_ddp_ranks():
-    whole, rank0, rank1 = FixedBoxAcc(GRID), FixedBoxAcc(GRID), FixedBoxAcc(GRID)
-    whole.update(W.whole_frame_box(), FRAME)
-    rank0.update(W.whole_frame_box(), FRAME[:1])
-    rank1.update(W.whole_frame_box(), FRAME[1:])
+    whole, rank0, rank1 = WSOLAccumulator(), WSOLAccumulator(), WSOLAccumulator()
+    whole.update_fixed_box(W.whole_frame_box(), FRAME)
+    rank0.update_fixed_box(W.whole_frame_box(), FRAME[:1])
+    rank1.update_fixed_box(W.whole_frame_box(), FRAME[1:])
     rank0.merge_state(rank1)
-    assert {k: v.item() for k, v in rank0.compute().items()} == {k: v.item() for k, v in whole.compute().items()}
+    assert rank0.compute().metrics() == whole.compute().metrics()
 
 
 def test_center_gaussian_maxboxacc_v2_equals_a_hand_count():
@@ -162,38 +152,34 @@ def test_center_gaussian_maxboxacc_v2_equals_a_hand_count():
     # MaxBoxAcc (IoU 0.5) = 1/3 and MaxBoxAccV2 = (2 + 1 + 1) / 9.
     gts = [FRAME[0], FRAME[2], CORNER]
     raw = center_gaussian_map(W.RESIZE_LENGTH, W.RESIZE_LENGTH)
-    metric = MaxBoxAcc(GRID)
+    metric = WSOLAccumulator()
     metric.update(np.repeat(wsoleval_scoremaps(raw[None]), len(gts), axis=0), gts)
-    values = metric.compute()
-    assert values["maxboxacc"].item() == pytest.approx(1 / 3)
-    assert [values[f"maxboxacc_v2_iou{i}"].item() for i in (30, 50, 70)] == pytest.approx([2 / 3, 1 / 3, 1 / 3])
-    assert values["maxboxacc_v2"].item() == pytest.approx(4 / 9)
-    scorer = WSOLScorer()  # the evaluate command's accumulator: the same numbers (percent)
-    for gt in gts:
-        scorer.add(raw.numpy(), gt)
-    assert scorer.result().metrics()["maxboxacc_v2"] == pytest.approx(400 / 9)
+    values = metric.compute().metrics()
+    assert values["maxboxacc"] == pytest.approx(1 / 3)
+    assert list(values["maxboxacc_v2_per_iou"].values()) == pytest.approx([2 / 3, 1 / 3, 1 / 3])
+    assert values["maxboxacc_v2"] == pytest.approx(4 / 9)
+    assert metric.compute().metrics(percent=True)["maxboxacc_v2"] == pytest.approx(400 / 9)
 
 
 def test_center_gaussian_pxap_is_perfect_on_a_mask_that_is_one_of_its_level_sets():
     scoremap = wsoleval_scoremaps(center_gaussian_map(224, 224)[None])
     mask = (scoremap >= 0.5).astype(np.uint8)  # 0.5 is a bin edge: every fg value above every bg value
-    metric = PxAP(GRID)
-    metric.update(scoremap, mask)
-    assert metric.compute().item() == pytest.approx(1.0)
+    metric = WSOLAccumulator()
+    metric.update(scoremap, masks=mask)
+    assert metric.compute().metrics()["pxap"] == pytest.approx(1.0)
 
 
 def test_wsoleval_table_has_a_column_per_baseline():
-    cam, gaussian, whole = WSOLScorer(), WSOLScorer(), WSOLScorer()
-    raw = center_gaussian_map(224, 224).numpy()
-    for gt in FRAME:
-        cam.add(raw, gt)
-        gaussian.add(raw, gt)
-        whole.add_box(W.whole_frame_box(), gt)
-    table = wsoleval_table(cam.result(), {"center_gaussian": gaussian.result(), "whole_image": whole.result()})
+    cam, gaussian, whole = WSOLAccumulator(), WSOLAccumulator(), WSOLAccumulator()
+    scoremaps = np.repeat(wsoleval_scoremaps(center_gaussian_map(224, 224)[None]), len(FRAME), axis=0)
+    cam.update(scoremaps, FRAME)
+    gaussian.update(scoremaps, FRAME)
+    whole.update_fixed_box(W.whole_frame_box(), FRAME)
+    table = wsoleval_table(cam.compute(), {"center_gaussian": gaussian.compute(), "whole_image": whole.compute()})
     header, _, v1, v2 = table.splitlines()[:4]
     assert header.endswith("| centre-Gaussian % | whole image % |")
     assert v1.endswith("| 66.67 |") and v2.endswith("| 55.56 |")
-    assert "centre-Gaussian" not in wsoleval_table(cam.result())  # no baselines given: the old table
+    assert "centre-Gaussian" not in wsoleval_table(cam.compute())  # no baselines given: the old table
 
 
 # -- results tables ---------------------------------------------------------------------------------
@@ -229,20 +215,20 @@ def test_callback_scores_the_baselines_on_the_validation_images(tiny_synthloc, t
     cfg, datamodule, model, callback = validate_with_cam_callback(tiny_synthloc, tmp_path, **wsoleval)
     logged = callback.last_results
 
-    gaussian, whole = MaxBoxAcc(GRID), FixedBoxAcc(GRID)
+    gaussian, whole = WSOLAccumulator(), WSOLAccumulator()
     ious = {"center_gaussian": [], "whole_image": []}
     scoremap = wsoleval_scoremaps(center_gaussian_map(224, 224)[None])[0]
     for batch in datamodule.val_dataloader():
         gts = wsoleval_gt_boxes(batch["orig_boxes"], batch["box_count"], batch["orig_size"])
         gaussian.update(np.stack([scoremap] * len(gts)), gts)
-        whole.update(W.whole_frame_box(), gts)
+        whole.update_fixed_box(W.whole_frame_box(), gts)
         size = batch["image"].shape[-2:]
         for name, box in baseline_boxes(*size, cfg.eval.cam_threshold).items():
             ious[name].append(best_iou_per_image(box.expand(len(gts), 4), batch["boxes"], batch["box_count"]))
     for name, metric in (("center_gaussian", gaussian), ("whole_image", whole)):
-        want = metric.compute()
+        want = metric.compute().metrics()
         for key in ("maxboxacc", "maxboxacc_v2"):
-            assert logged[f"val/baseline_{name}/{key}"] == pytest.approx(want[key].item(), abs=1e-6), (name, key)
+            assert logged[f"val/baseline_{name}/{key}"] == np.float32(want[key]), (name, key)
         assert logged[f"val/baseline_{name}/loc_gt_known"] == pytest.approx(gt_known(torch.cat(ious[name])), abs=1e-6)
     assert "val/baseline_center_gaussian/pxap" in logged and "val/baseline_whole_image/pxap" not in logged
     assert "val/baseline_whole_image/maxboxacc_threshold" not in logged  # one box: no threshold to choose

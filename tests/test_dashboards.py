@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS
+from camexp.metrics import DEFAULT_CURVE_THRESHOLDS
 from tests.conftest import REPO, TINY_SYNTH, tiny_overrides
 
 

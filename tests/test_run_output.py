@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS
 from camexp.cli import build_parser, main
+from camexp.metrics import DEFAULT_CURVE_THRESHOLDS
 from tests.conftest import REPO, tiny_overrides
 
 DEFAULT = REPO / "experiments" / "synthloc_gap.yaml"
@@ -202,12 +202,12 @@ def test_compare_prints_no_paper_column_of_dashes_only(tmp_path):
 @pytest.mark.parametrize("network, beside", [("synthnet", False), ("googlenet_gap", True)])
 def test_report_says_beside_the_paper_only_with_a_paper_column(tmp_path, network, beside):
     from camexp.reports import write_report
-    from camexp.wsol.scoring import WSOLScorer
+    from camexp.wsol.accumulator import WSOLAccumulator, wsoleval_scoremaps
 
-    scorer = WSOLScorer(0.1)
-    scorer.add(np.random.default_rng(0).random((8, 8)), np.array([[10, 10, 100, 100]]))
+    scorer = WSOLAccumulator(0.1)
+    scorer.update(wsoleval_scoremaps(np.random.default_rng(0).random((1, 8, 8))), [np.array([[10, 10, 100, 100]])])
     metrics = {"val/acc_top1": 0.75, "val/loc_top1": 0.25}
-    text = write_report(tmp_path, "t", metrics, "val", network, "avg", scorer.result()).read_text()
+    text = write_report(tmp_path, "t", metrics, "val", network, "avg", scorer.compute()).read_text()
     assert ("beside the paper" in text) == beside and ("The paper's column" in text) == beside
     assert ("paper GoogLeNet-GAP error %" in text) == beside
 

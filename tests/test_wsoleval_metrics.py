@@ -1,5 +1,6 @@
-"""Streaming wsoleval metrics: Metric class == functional form == reference port; streaming and merging
-(two ranks) give the counts of one pass; the callback logs them from the same features."""
+"""The one wsoleval accumulator (camexp.wsol.accumulator): its summed states are the reference port's counts,
+its metrics the reference's numbers (percent) or those as fractions; streaming and merging (two ranks, as a DDP
+sum reduction) give the counts, hence the digits, of one pass; the callback logs them from the same features."""
 
 from __future__ import annotations
 
@@ -12,21 +13,13 @@ from PIL import Image
 
 from camexp.cam import class_activation_maps
 from camexp.data.cub import read_cub
-from camexp.metrics import (
-    MaxBoxAcc,
-    PxAP,
-    maxboxacc_compute,
-    maxboxacc_update,
-    pxap_update,
-    wsoleval_gt_boxes,
-    wsoleval_scoremaps,
-    wsoleval_thresholds,
-)
 from camexp.wsol import protocol as W
+from camexp.wsol.accumulator import WSOLAccumulator, wsoleval_gt_boxes, wsoleval_scoremaps
 from tests.conftest import validate_with_cam_callback
 
 SIZE = 48  # a small eval frame keeps the reference port fast; the arithmetic is the same as at 224
 GRID = 50  # thresholds np.arange(0, 1, 0.02)
+INTERVAL = 1 / GRID
 
 
 def random_batch(rng: np.random.Generator, n: int):
@@ -52,7 +45,7 @@ def random_batch(rng: np.random.Generator, n: int):
 
 def reference_counts(raw, boxes, counts, sizes, grid):
     """The reference port, image by image: its num_correct rows for V1 (IoU 50) and V2 (30/50/70)."""
-    thresholds = list(wsoleval_thresholds(grid))
+    thresholds = list(W.default_thresholds(1 / grid))
     v1 = np.zeros((1, grid))
     v2 = np.zeros((3, grid))
     for i in range(len(raw)):
@@ -64,61 +57,80 @@ def reference_counts(raw, boxes, counts, sizes, grid):
     return v1, v2
 
 
-def test_maxboxacc_class_equals_functional_and_reference():
+def test_accumulator_counts_and_metrics_equal_the_reference_port():
     rng = np.random.default_rng(0)
     raw, boxes, counts, sizes = random_batch(rng, 24)
-    metric = MaxBoxAcc(GRID, size=SIZE)
-    metric.update_raw(raw, boxes, counts, sizes)
+    metric = WSOLAccumulator(INTERVAL)
+    metric.update(wsoleval_scoremaps(raw, SIZE), wsoleval_gt_boxes(boxes, counts, sizes, SIZE))
     ref_v1, ref_v2 = reference_counts(raw, boxes, counts, sizes, GRID)
     # The states are the reference's num_correct, exactly.
     assert metric.hits_v1.tolist() == ref_v1[0].tolist()
     assert metric.hits_v2.tolist() == ref_v2.tolist()
     assert int(metric.num_images) == 24
-    # Functional form on the same inputs.
-    maps = wsoleval_scoremaps(raw, SIZE)
-    gts = wsoleval_gt_boxes(boxes, counts, sizes, SIZE)
-    f_v1, f_v2 = maxboxacc_update(maps, gts, wsoleval_thresholds(GRID))
-    assert np.array_equal(f_v1, ref_v1[0]) and np.array_equal(f_v2, ref_v2)
-    # Values: fractions here, percent upstream; same maxima and the same (first) best thresholds.
-    out = metric.compute()
+    # Values: percent as upstream, digit for digit; fractions = hits / images; the same (first) best thresholds.
+    result = metric.compute()
+    percent, fractions = result.metrics(percent=True), result.metrics()
     ref_v1_acc = R.reference_maxboxacc(ref_v1, 24)
     ref_v2_acc = R.reference_maxboxacc(ref_v2, 24)
-    assert out["maxboxacc"].item() * 100 == pytest.approx(ref_v1_acc[0], abs=1e-12)
-    assert out["maxboxacc_v2"].item() * 100 == pytest.approx(np.average(ref_v2_acc), abs=1e-12)
-    grid = wsoleval_thresholds(GRID)
-    assert out["maxboxacc_threshold"].item() == grid[int(np.argmax(ref_v1[0]))]
-    for row, iou in enumerate((30, 50, 70)):
-        assert out[f"maxboxacc_v2_iou{iou}"].item() * 100 == pytest.approx(ref_v2_acc[row], abs=1e-12)
-        assert out[f"maxboxacc_v2_iou{iou}_threshold"].item() == grid[int(np.argmax(ref_v2[row]))]
-    functional = maxboxacc_compute(metric.hits_v1, metric.hits_v2, metric.num_images, grid, (30, 50, 70))
-    assert {k: v.item() for k, v in functional.items()} == {k: v.item() for k, v in out.items()}
+    assert percent["maxboxacc"] == ref_v1_acc[0]
+    assert percent["maxboxacc_v2"] == np.average(ref_v2_acc)
+    assert fractions["maxboxacc"] * 100 == pytest.approx(ref_v1_acc[0], abs=1e-12)
+    assert fractions["maxboxacc"] == ref_v1[0].max() / 24
+    assert fractions["maxboxacc_v2"] * 100 == pytest.approx(np.average(ref_v2_acc), abs=1e-12)
+    grid = W.default_thresholds(INTERVAL)
+    assert percent["maxboxacc_threshold"] == fractions["maxboxacc_threshold"] == grid[int(np.argmax(ref_v1[0]))]
+    for row, iou in enumerate(("30", "50", "70")):
+        assert percent["maxboxacc_v2_per_iou"][iou] == ref_v2_acc[row]
+        assert fractions["maxboxacc_v2_per_iou"][iou] * 100 == pytest.approx(ref_v2_acc[row], abs=1e-12)
+        assert fractions["maxboxacc_v2_thresholds"][iou] == grid[int(np.argmax(ref_v2[row]))]
+    assert fractions["pxap"] is None and result.fg_hist is None  # no masks seen: undefined, not 0
     # Curves for plots: V1 then one row per V2 IoU, fractions at every threshold.
-    curves = metric.curves()
-    assert curves.shape == (4, GRID) and metric.thresholds.shape == (GRID,)
-    assert torch.equal(curves[0], metric.hits_v1.double() / 24)
-    assert curves[1:].amax(1).mean().item() == out["maxboxacc_v2"].item()
+    curves = result.curves()
+    assert curves.shape == (4, GRID) and result.thresholds.shape == (GRID,)
+    assert np.array_equal(curves[0], ref_v1[0] / 24)
+    assert np.average(curves[1:].max(1)) == fractions["maxboxacc_v2"]
 
 
-def test_maxboxacc_streams_and_merges_like_one_pass():
+def test_largest_contour_rows_equal_the_reference_port():
+    """multi_contour=False (`evaluate-maps --largest`): the V2 rows use the largest contour, as V1 does."""
+    rng = np.random.default_rng(3)
+    raw, boxes, counts, sizes = random_batch(rng, 10)
+    metric = WSOLAccumulator(INTERVAL, (40, 50), multi_contour=False)
+    metric.update(wsoleval_scoremaps(raw, SIZE), wsoleval_gt_boxes(boxes, counts, sizes, SIZE))
+    want = np.zeros((2, GRID))
+    for i in range(len(raw)):
+        scoremap = R.reference_normalize_scoremap(raw[i].double().numpy(), SIZE)
+        size = tuple(sizes[i].tolist())
+        gt = [R.reference_resize_bbox(b, size, (SIZE, SIZE)) for b in boxes[i, : counts[i]].tolist()]
+        want += R.reference_box_hits(scoremap, gt, (40, 50), False, list(W.default_thresholds(INTERVAL)))
+    assert metric.hits_v2.tolist() == want.tolist() and metric.hits_v1.tolist() == want[1].tolist()
+
+
+def test_accumulator_streams_and_merges_like_one_pass():
     rng = np.random.default_rng(1)
     raw, boxes, counts, sizes = random_batch(rng, 18)
-    whole = MaxBoxAcc(GRID, size=SIZE)
-    whole.update_raw(raw, boxes, counts, sizes)
-    streamed = MaxBoxAcc(GRID, size=SIZE)
+
+    def update(metric, part):
+        maps = wsoleval_scoremaps(raw[part], SIZE)
+        metric.update(maps, wsoleval_gt_boxes(boxes[part], counts[part], sizes[part], SIZE))
+
+    whole = WSOLAccumulator(INTERVAL)
+    update(whole, slice(0, 18))
+    streamed = WSOLAccumulator(INTERVAL)
     for part in (slice(0, 5), slice(5, 6), slice(6, 18)):
-        streamed.update_raw(raw[part], boxes[part], counts[part], sizes[part])
+        update(streamed, part)
     # Two "ranks" with disjoint halves, merged as a DDP sum reduction would.
-    rank0, rank1 = MaxBoxAcc(GRID, size=SIZE), MaxBoxAcc(GRID, size=SIZE)
-    rank0.update_raw(raw[:7], boxes[:7], counts[:7], sizes[:7])
-    rank1.update_raw(raw[7:], boxes[7:], counts[7:], sizes[7:])
+    rank0, rank1 = WSOLAccumulator(INTERVAL), WSOLAccumulator(INTERVAL)
+    update(rank0, slice(0, 7))
+    update(rank1, slice(7, 18))
     rank0.merge_state(rank1)
     for other in (streamed, rank0):
         for state in ("hits_v1", "hits_v2", "num_images"):
             assert torch.equal(getattr(other, state), getattr(whole, state))
-        assert {k: v.item() for k, v in other.compute().items()} == {k: v.item() for k, v in whole.compute().items()}
+        assert other.compute().metrics() == whole.compute().metrics()
 
 
-def test_pxap_class_equals_functional_and_reference_and_merges():
+def test_pxap_equals_the_reference_port_and_merges():
     rng = np.random.default_rng(2)
     raw, _, _, _ = random_batch(rng, 12)
     maps = wsoleval_scoremaps(raw, SIZE)
@@ -126,30 +138,35 @@ def test_pxap_class_equals_functional_and_reference_and_merges():
     masks[rng.random(maps.shape) < 0.05] = 255  # ignored pixels
     ref_fg, ref_bg = np.zeros(GRID + 2), np.zeros(GRID + 2)
     for m, mask in zip(maps, masks, strict=True):
-        fg, bg = R.reference_pixel_histograms(m, mask, list(wsoleval_thresholds(GRID)))
+        fg, bg = R.reference_pixel_histograms(m, mask, list(W.default_thresholds(INTERVAL)))
         ref_fg += fg
         ref_bg += bg
-    whole = PxAP(GRID)
-    whole.update(maps, masks)
+    whole = WSOLAccumulator(INTERVAL)
+    whole.update(maps, masks=masks)
     assert whole.fg_hist.tolist() == ref_fg.tolist() and whole.bg_hist.tolist() == ref_bg.tolist()
-    fg, bg = pxap_update(maps, masks, wsoleval_thresholds(GRID))
-    assert np.array_equal(fg, ref_fg) and np.array_equal(bg, ref_bg)
-    assert whole.compute().item() * 100 == pytest.approx(R.reference_pxap(ref_fg, ref_bg), abs=1e-12)
-    rank0, rank1 = PxAP(GRID), PxAP(GRID)
-    rank0.update(torch.from_numpy(maps[:4]), torch.from_numpy(masks[:4]))
-    rank1.update(maps[4:], masks[4:])
+    result = whole.compute()
+    assert result.num_mask_images == 12 and result.num_images == 0 and "maxboxacc" not in result.metrics()
+    assert result.metrics(percent=True)["pxap"] == R.reference_pxap(ref_fg, ref_bg)
+    assert result.metrics()["pxap"] == R.reference_pxap(ref_fg, ref_bg) / 100
+    rank0, rank1 = WSOLAccumulator(INTERVAL), WSOLAccumulator(INTERVAL)
+    rank0.update(torch.from_numpy(maps[:4]), masks=torch.from_numpy(masks[:4]))
+    rank1.update(maps[4:], masks=masks[4:])
     rank0.merge_state(rank1)
-    assert rank0.compute().item() == whole.compute().item()
+    assert rank0.compute().metrics() == result.metrics()
     with pytest.warns(UserWarning):  # torchmetrics: compute before update
-        assert torch.isnan(PxAP(GRID).compute())  # nothing seen: undefined, not 0
-        assert all(torch.isnan(v) for v in MaxBoxAcc(GRID).compute().values())
+        empty = WSOLAccumulator(INTERVAL).compute().metrics()
+    assert empty == {"num_images": 0, "num_mask_images": 0, "pxap": None}  # nothing seen: undefined, not 0
 
 
-def test_thresholds_are_the_reference_grids():
-    assert np.array_equal(wsoleval_thresholds(1000), np.arange(0, 1, 0.001))
-    assert np.array_equal(wsoleval_thresholds(100), np.arange(0, 1, 0.01))
-    with pytest.raises(ValueError):
-        wsoleval_thresholds(0)
+def test_settings_are_checked_once_with_the_caller_s_words():
+    assert np.array_equal(WSOLAccumulator().thresholds, np.arange(0, 1, 0.001))
+    assert np.array_equal(WSOLAccumulator(1 / 100).thresholds, np.arange(0, 1, 0.01))
+    with pytest.raises(ValueError, match=r"cam_curve_interval must lie in \(0, 1\)"):
+        WSOLAccumulator(1.0)
+    with pytest.raises(ValueError, match=r"iou_thresholds takes percentages"):
+        WSOLAccumulator(0.01, (0, 50))
+    with pytest.raises(ValueError, match=r"--iou takes percentages in \(0, 100\], e\.g\. 30 50 70; got \[\]"):
+        W.check_settings(0.01, [], "--cam-curve-interval", "--iou")
 
 
 @pytest.mark.slow
@@ -162,7 +179,7 @@ def test_callback_logs_wsoleval_metrics_from_the_evaluation_features(tiny_synthl
 
     records = read_cub(tiny_synthloc)
     val = records.split_indices("val")
-    expected_boxes, expected_pixels = MaxBoxAcc(1000), PxAP(1000)
+    expected = WSOLAccumulator()
     with torch.no_grad():
         for batch in datamodule.val_dataloader():
             # Evaluation batches carry the boxes in original pixels too, with the images' sizes.
@@ -176,13 +193,16 @@ def test_callback_logs_wsoleval_metrics_from_the_evaluation_features(tiny_synthl
                 record = int(val[position])
                 width, height = Image.open(tiny_synthloc / "images" / records.paths[record]).size
                 gts.append(W.resize_gt_boxes(records.boxes[record], (width, height)))
-            expected_boxes.update(maps, gts)
+            expected.update(maps, gts)
             # The callback's masks are the batch's S x S ones, brought to the eval frame by nearest neighbour.
             masks = np.stack([cv2.resize(m, (224, 224), interpolation=cv2.INTER_NEAREST) for m in
                               batch["mask"].numpy().astype(np.uint8)])
-            expected_pixels.update(maps, masks)
-    want = expected_boxes.compute()
-    assert logged["val/maxboxacc"] == pytest.approx(want["maxboxacc"].item(), abs=1e-6)
-    assert logged["val/maxboxacc_v2"] == pytest.approx(want["maxboxacc_v2"].item(), abs=1e-6)
-    assert logged["val/pxap"] == pytest.approx(expected_pixels.compute().item(), abs=1e-6)
-    assert callback.last_box_curves["val"]["curves"].shape == (4, 1000)
+            expected.update(maps, masks=masks)
+    want = expected.compute()
+    assert np.array_equal(callback.last_wsoleval["val"].hits_v2, want.hits_v2)
+    assert np.array_equal(callback.last_wsoleval["val"].fg_hist, want.fg_hist)
+    metrics = want.metrics()
+    for key in ("maxboxacc", "maxboxacc_threshold", "maxboxacc_v2", "pxap"):
+        assert logged[f"val/{key}"] == np.float32(metrics[key])  # the float32 of the fraction, exactly
+    assert logged["val/maxboxacc_v2_iou70"] == np.float32(metrics["maxboxacc_v2_per_iou"]["70"])
+    assert callback.last_wsoleval["val"].curves().shape == (4, 1000)

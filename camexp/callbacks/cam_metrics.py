@@ -24,7 +24,6 @@ from torchmetrics.aggregation import SumMetric
 from typing_extensions import override  # a Lightning dependency
 
 from camexp import viz
-from camexp.breakdowns import DEFAULT_CURVE_THRESHOLDS, PerClassLocalization, ThresholdCurve
 from camexp.callbacks.batch_maps import BatchMaps
 from camexp.callbacks.overlays import OverlaySample, display_name, overlay_samples
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
@@ -37,15 +36,9 @@ from camexp.localization import (
     paper_boxes_and_sweep,
 )
 from camexp.loggers import add_png_image
-from camexp.metrics import (
-    CAMLocalizationMetrics,
-    FixedBoxAcc,
-    MaxBoxAcc,
-    PxAP,
-    wsoleval_gt_boxes,
-    wsoleval_scoremaps,
-)
+from camexp.metrics import DEFAULT_CURVE_THRESHOLDS, CAMLocalizationMetrics, PerClassLocalization, ThresholdCurve
 from camexp.wsol import protocol as W
+from camexp.wsol.accumulator import WSOLAccumulator, WSOLResult, wsoleval_gt_boxes, wsoleval_scoremaps
 
 OVERLAY_COLUMNS = 8  # panels per row of overlays/<split>_epochNNN.png
 
@@ -94,11 +87,11 @@ class CAMCallback(Callback):
         if protocol not in ("paper", "wsoleval"):
             raise ValueError(f"protocol must be 'paper' or 'wsoleval', got {protocol!r}")
         self.protocol, self.box_thresholds, self.wsoleval_size = protocol, box_thresholds, wsoleval_size
-        self.wsoleval: dict[str, tuple[MaxBoxAcc, PxAP]] = {}  # per split, made at each epoch start
-        # The sanity baselines' wsoleval metrics, per split and baseline (the whole-image box has no PxAP).
-        self.baseline_wsoleval: dict[str, dict[str, tuple[MaxBoxAcc, PxAP | None]]] = {}  # FixedBoxAcc: a MaxBoxAcc
+        self.wsoleval: dict[str, WSOLAccumulator] = {}  # per split, made at each epoch start
+        # The sanity baselines' accumulators, per split and baseline (the whole-image box has no PxAP).
+        self.baseline_wsoleval: dict[str, dict[str, WSOLAccumulator]] = {}
         self._gaussian_scoremap_cache: np.ndarray | None = None
-        self.last_box_curves: dict[str, dict[str, Tensor]] = {}  # MaxBoxAcc accuracy-vs-threshold curves
+        self.last_wsoleval: dict[str, WSOLResult] = {}  # per split, the synced counts (and curves) of the last pass
         self._warned_boxes = False
         self.method = method
         self.heuristic_top5 = heuristic_top5 and method == "cam"
@@ -173,7 +166,7 @@ class CAMCallback(Callback):
     def _update_wsoleval(self, split: str, raw: Tensor, batch: dict[str, Any]) -> None:
         """wsoleval protocol from the raw maps (before our min-max): bicubic resize to the eval frame and
         min-max there (normalize_scoremap); GT boxes scaled from original pixels as the reference does."""
-        box_metric, pixel_metric = self.wsoleval[split]
+        accumulator = self.wsoleval[split]
         size = self.wsoleval_size
         scoremaps = wsoleval_scoremaps(raw, size)
         counts = batch.get("box_count")
@@ -187,7 +180,7 @@ class CAMCallback(Callback):
                 input_size = torch.tensor(batch["image"].shape[-1:-3:-1]).expand(len(counts), 2)
                 gt = wsoleval_gt_boxes(batch["boxes"], counts, input_size, size)
             keep = (counts > 0).nonzero().flatten().tolist()
-            box_metric.update(scoremaps[keep], [gt[i] for i in keep])
+            accumulator.update(scoremaps[keep], [gt[i] for i in keep])
             self._update_baseline_boxes(split, [gt[i] for i in keep])
         if "mask" in batch:  # 1 foreground, 0 background, 255 ignored (wsoleval's MaskEvaluator)
             masks = batch["mask"].cpu().numpy().astype(np.uint8)
@@ -195,10 +188,9 @@ class CAMCallback(Callback):
                 masks[batch["mask_ignore"].cpu().numpy().astype(bool)] = 255
             if masks.shape[-2:] != (size, size):
                 masks = np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in masks])
-            pixel_metric.update(scoremaps, masks)
-            gaussian_pixels = self.baseline_wsoleval[split]["center_gaussian"][1]
-            if gaussian_pixels is not None:
-                gaussian_pixels.update(np.broadcast_to(self._gaussian_scoremap(), masks.shape), masks)
+            accumulator.update(scoremaps, masks=masks)
+            gaussian = np.broadcast_to(self._gaussian_scoremap(), masks.shape)
+            self.baseline_wsoleval[split]["center_gaussian"].update(gaussian, masks=masks)
 
     def _gaussian_scoremap(self) -> np.ndarray:
         """The centre-Gaussian baseline's map in the eval frame, through the protocol's preprocessing (once)."""
@@ -214,49 +206,47 @@ class CAMCallback(Callback):
             return
         metrics = self.baseline_wsoleval[split]
         scoremap = self._gaussian_scoremap()
-        metrics["center_gaussian"][0].update(np.broadcast_to(scoremap, (len(gt), *scoremap.shape)), gt)
-        metrics["whole_image"][0].update(W.whole_frame_box(*scoremap.shape), gt)
+        metrics["center_gaussian"].update(np.broadcast_to(scoremap, (len(gt), *scoremap.shape)), gt)
+        metrics["whole_image"].update_fixed_box(W.whole_frame_box(*scoremap.shape), gt)
 
     def _start_wsoleval(self, split: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.protocol != "wsoleval":
             return
         fitting = trainer.state.fn == TrainerFn.FITTING
-        grid = self.box_thresholds if fitting else round(1 / W.CAM_CURVE_INTERVAL)
-        metrics = (MaxBoxAcc(grid, size=self.wsoleval_size), PxAP(grid))
-        self.wsoleval[split] = tuple(m.to(pl_module.device) for m in metrics)
-        device = pl_module.device
-        self.baseline_wsoleval[split] = {
-            "center_gaussian": (MaxBoxAcc(grid, size=self.wsoleval_size).to(device), PxAP(grid).to(device)),
-            "whole_image": (FixedBoxAcc(grid, size=self.wsoleval_size).to(device), None),
-        }
+        interval = 1.0 / self.box_thresholds if fitting else W.CAM_CURVE_INTERVAL
+        self.wsoleval[split] = WSOLAccumulator(interval).to(pl_module.device)
+        self.baseline_wsoleval[split] = {name: WSOLAccumulator(interval).to(pl_module.device) for name in BASELINES}
 
     def _wsoleval_values(self, split: str) -> dict[str, Tensor]:
-        """The synced wsoleval numbers of this epoch (fractions), and its curves in `last_box_curves`."""
+        """The synced wsoleval numbers of this epoch (fractions); the synced counts in `last_wsoleval`."""
         if split not in self.wsoleval:
             return {}
-        box_metric, pixel_metric = self.wsoleval.pop(split)
-        values: dict[str, Tensor] = {}
-        boxes = box_metric.compute()  # synced across ranks; NaN when no rank saw an image with boxes
-        if not torch.isnan(boxes["maxboxacc"]):
-            values.update({f"{split}/{k}": v.float() for k, v in boxes.items()})
-            with box_metric.sync_context():  # the curves of all ranks (every rank takes part)
-                curves = box_metric.curves().cpu()
-            self.last_box_curves[split] = {"thresholds": box_metric.thresholds, "curves": curves}
-        pxap = pixel_metric.compute()
-        if not torch.isnan(pxap):
-            values[f"{split}/pxap"] = pxap.float()
-        for name, (baseline_boxes, baseline_pixels) in self.baseline_wsoleval.pop(split, {}).items():
-            prefix = baseline_prefix(split, name)
-            boxes = baseline_boxes.compute()  # synced, like the CAM's
-            if not torch.isnan(boxes["maxboxacc"]):
-                # The whole-image box is the same at every threshold: no best threshold to report.
-                keep = {k: v for k, v in boxes.items() if name != "whole_image" or not k.endswith("threshold")}
-                values.update({f"{prefix}/{k}": v.float() for k, v in keep.items()})
-            if baseline_pixels is not None:
-                pxap = baseline_pixels.compute()
-                if not torch.isnan(pxap):
-                    values[f"{prefix}/pxap"] = pxap.float()
+        result = self.wsoleval.pop(split).compute()  # synced across ranks (every rank takes part)
+        self.last_wsoleval[split] = result
+        values = self._wsoleval_log_values(result, split)
+        for name, accumulator in self.baseline_wsoleval.pop(split, {}).items():
+            result = accumulator.compute()  # synced, like the CAM's
+            # The whole-image box is the same at every threshold: no best threshold to report.
+            values.update(self._wsoleval_log_values(result, baseline_prefix(split, name), name != "whole_image"))
         return values
+
+    @staticmethod
+    def _wsoleval_log_values(result: WSOLResult, prefix: str, thresholds: bool = True) -> dict[str, Tensor]:
+        """`<prefix>/maxboxacc`, its threshold, `maxboxacc_v2`, each V2 row `maxboxacc_v2_iouNN` and its threshold
+        (fractions; thresholds=False leaves the thresholds out), `pxap`: what the callback logs. Nothing undefined."""
+        metrics = result.metrics()
+        values: dict[str, float] = {}
+        if result.num_images:
+            values.update(maxboxacc=metrics["maxboxacc"], maxboxacc_threshold=metrics["maxboxacc_threshold"])
+            values["maxboxacc_v2"] = metrics["maxboxacc_v2"]
+            for iou, value in metrics["maxboxacc_v2_per_iou"].items():
+                values[f"maxboxacc_v2_iou{iou}"] = value
+                values[f"maxboxacc_v2_iou{iou}_threshold"] = metrics["maxboxacc_v2_thresholds"][iou]
+            if not thresholds:
+                values = {k: v for k, v in values.items() if not k.endswith("threshold")}
+        if metrics["pxap"] is not None:
+            values["pxap"] = metrics["pxap"]
+        return {f"{prefix}/{k}": torch.tensor(v, dtype=torch.float32) for k, v in values.items()}
 
     def _collect_samples(self, batch, logits, cams, pred_boxes, ious) -> None:
         """Overlays of every `_overlay_stride`-th image, so the grid spans the (class-sorted) split: the GT

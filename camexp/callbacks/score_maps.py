@@ -1,8 +1,8 @@
-"""ScoreMapCallback: for `camexp evaluate`, each image's GT-class score map -> wsoleval scorer, .npy file, extremes.
+"""ScoreMapCallback: for `camexp evaluate`, each image's GT-class score map -> wsoleval accumulator, .npy, extremes.
 
 The raw map is what upstream's CAMComputer saves and scores: the GT class's CAM at feature resolution
 (``sum_k w_k^c f_k``), or for ``method="backprop"`` the gradient saliency at input resolution. It goes to
-the same `WSOLScorer` that `camexp evaluate-maps` uses, so both commands give the same digits. Like
+the same `WSOLAccumulator` that `camexp evaluate-maps` uses, so both commands give the same digits. Like
 CAMCallback it reuses the step's features, and the maps and paper-rule boxes of a batch are computed once for
 both (`BatchMaps`): no second forward pass for CAMs.
 """
@@ -25,10 +25,9 @@ from camexp.callbacks.batch_maps import BatchMaps
 from camexp.callbacks.overlays import OverlaySample, overlay_samples
 from camexp.localization import center_gaussian_map
 from camexp.wsol import protocol as W
-from camexp.wsol.evaluate_maps import gt_boxes_224
+from camexp.wsol.accumulator import WSOLAccumulator
 from camexp.wsol.metadata import SplitMetadata, combine_masks
 from camexp.wsol.score_maps import map_path, save_map
-from camexp.wsol.scoring import WSOLScorer
 
 
 @dataclass
@@ -45,12 +44,13 @@ class ExtremeSample:
 
 
 class ScoreMapCallback(Callback):
-    """Feeds every evaluated image to `scorer`; optionally saves maps (and masks) in the wsolevaluation layout."""
+    """Feeds every evaluated image to `scorer` (in process: one device, no DDP sync); optionally saves maps (and
+    masks) in the wsolevaluation layout."""
 
     def __init__(
         self,
         metadata: SplitMetadata,
-        scorer: WSOLScorer,
+        scorer: WSOLAccumulator,
         mean: Sequence[float],
         std: Sequence[float],
         *,
@@ -61,12 +61,12 @@ class ScoreMapCallback(Callback):
         maps_dir: str | Path | None = None,
         masks_dir: str | Path | None = None,
         num_extremes: int,
-        baselines: dict[str, WSOLScorer] | None = None,
+        baselines: dict[str, WSOLAccumulator] | None = None,
     ) -> None:
         """Settings are explicit (their defaults live in the config schema and the `evaluate` command).
         metadata: the split's ids in dataset order (position -> image id) and boxes; masks_dir: where mask
         PNGs go when the batches carry masks (their paths are recorded in `metadata`, relative to it);
-        baselines: a scorer per sanity baseline ("center_gaussian", "whole_image"), fed the same images."""
+        baselines: an accumulator per sanity baseline ("center_gaussian", "whole_image"), fed the same images."""
         self.metadata, self.scorer = metadata, scorer
         self.mean, self.std = tuple(mean), tuple(std)
         self.class_names = list(class_names)
@@ -79,8 +79,8 @@ class ScoreMapCallback(Callback):
         self.worst: list[ExtremeSample] = []
         self.ious: dict[int, float] = {}
         self.baselines = dict(baselines or {})
-        # The centre-Gaussian baseline's raw map, in the scorer's frame (its resize is then the identity).
-        self._gaussian = center_gaussian_map(W.RESIZE_LENGTH, W.RESIZE_LENGTH).numpy()
+        # The centre-Gaussian baseline's map in the scorer's frame (its resize is the identity), normalized once.
+        self._gaussian = W.normalize_scoremap(center_gaussian_map(W.RESIZE_LENGTH, W.RESIZE_LENGTH).numpy())[None]
 
     # -- hooks ---------------------------------------------------------------------------------------
     @override
@@ -112,8 +112,9 @@ class ScoreMapCallback(Callback):
                 ignored = ignore[i].astype(np.uint8) * 255 if ignore is not None else None
                 mask = combine_masks([instance], ignored)
                 self._record_mask(image_id, instance, ignored)
-            gt = gt_boxes_224(self.metadata, image_id)
-            self.scorer.add(raw[i], gt, mask)
+            gt = self.metadata.scored_boxes(image_id)
+            mask = None if mask is None else mask[None]
+            self.scorer.update(W.normalize_scoremap(raw[i])[None], [gt], mask)
             self._add_baselines(gt, mask)
             if self.maps_dir is not None:
                 save_map(self.maps_dir, image_id, raw[i])
@@ -127,9 +128,9 @@ class ScoreMapCallback(Callback):
     def _add_baselines(self, gt: np.ndarray | None, mask: np.ndarray | None) -> None:
         """The same image for each sanity baseline: the centre Gaussian as its score map, the whole frame's box."""
         if "center_gaussian" in self.baselines:
-            self.baselines["center_gaussian"].add(self._gaussian, gt, mask)
+            self.baselines["center_gaussian"].update(self._gaussian, [gt], mask)
         if "whole_image" in self.baselines and gt is not None:
-            self.baselines["whole_image"].add_box(W.whole_frame_box(), gt)
+            self.baselines["whole_image"].update_fixed_box(W.whole_frame_box(), [gt])
 
     def _record_mask(self, image_id: str, instance: np.ndarray, ignored: np.ndarray | None) -> None:
         """Save the mask PNGs (0/255, the batch's S x S masks) and list them in the metadata."""

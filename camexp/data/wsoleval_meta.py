@@ -19,7 +19,6 @@ truth for every evaluation image and builds the datasets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,19 +53,6 @@ HELP = (
 EVALUATION_NEEDS = "Every evaluation image needs one (use the metadata from github.com/clovaai/wsolevaluation)."
 
 
-@dataclass(frozen=True)
-class WSOLSplit:
-    """One split's metadata, in image_ids.txt order."""
-
-    image_ids: list[str]
-    labels: np.ndarray
-    boxes: list[np.ndarray] | None = None  # CUB / ILSVRC evaluation: K x 4 xyxy original pixels
-    box_sources: list[str] | None = None
-    sizes: np.ndarray | None = None  # N x 2 (w, h) from image_sizes.txt
-    masks: list[tuple[str, ...]] | None = None  # OpenImages: instance mask paths per image
-    ignores: list[str] | None = None  # OpenImages: ignore mask path per image ("" = none)
-
-
 def read_labels(split_dir: Path) -> SplitMetadata:
     """image_ids.txt order and its class labels (every id must have one), parsed by camexp.wsol.metadata."""
     meta = read_image_ids(split_dir, HELP)
@@ -75,20 +61,24 @@ def read_labels(split_dir: Path) -> SplitMetadata:
     return meta
 
 
-def read_split(split_dir: Path, localization: str | None, labeled: SplitMetadata | None = None) -> WSOLSplit:
-    """One split. localization: None (training), "boxes" (CUB, ILSVRC) or "masks" (OpenImages);
-    `labeled`: read_labels(split_dir) when the caller already has it (ILSVRC train has 1.28M lines)."""
+def read_split(
+    split_dir: Path, image_root: Path, localization: str | None, labeled: SplitMetadata | None = None
+) -> tuple[ImageList, SplitMetadata]:
+    """One split: the image list the datasets read (boxes clipped with image_sizes.txt, boxes left without area
+    dropped) and its metadata as parsed (OpenImages' mask paths live there). localization: None (training),
+    "boxes" (CUB, ILSVRC) or "masks" (OpenImages); `labeled`: read_labels(split_dir) when the caller already has
+    it (ILSVRC train has 1.28M lines)."""
     labeled = labeled if labeled is not None else read_labels(split_dir)
     ids = labeled.image_ids
     labels = np.array([labeled.labels[i] for i in ids], dtype=np.int64)
     if localization is None:
-        return WSOLSplit(ids, labels)
+        return ImageList.build(image_root, ids, labels), labeled
     meta = SplitMetadata(ids, labels=labeled.labels, line_of=labeled.line_of)  # fresh ground-truth tables
     path = split_dir / "localization.txt"
     if localization == "masks":
         read_localization(split_dir, meta, HELP, kind="masks")
         require(path, meta, meta.masks, "mask", EVALUATION_NEEDS, HELP)
-        return WSOLSplit(ids, labels, masks=[tuple(meta.masks[i]) for i in ids], ignores=[meta.ignores[i] for i in ids])
+        return ImageList.build(image_root, ids, labels), meta
     read_image_sizes(split_dir, meta, HELP)
     require(split_dir / "image_sizes.txt", meta, meta.sizes, "size", EVALUATION_NEEDS, HELP)
     read_localization(split_dir, meta, HELP, kind="boxes", strict_boxes=False)
@@ -104,26 +94,28 @@ def read_split(split_dir: Path, localization: str | None, labeled: SplitMetadata
                 boxes.setdefault(image_id, []).append(box)
     report.warn()
     require(path, meta, boxes, "valid box", EVALUATION_NEEDS, HELP)
-    return WSOLSplit(
+    images = ImageList.build(
+        image_root,
         ids,
         labels,
         boxes=[np.asarray(boxes[i], dtype=np.float32).reshape(-1, 4) for i in ids],
         box_sources=[f"{path}:{meta.box_lines[i][0]}" for i in ids],
         sizes=np.array([meta.sizes[i] for i in ids], dtype=np.int64).reshape(-1, 2),
     )
+    return images, meta
 
 
 class WSOLMaskDataset(ImageListDataset):
     """OpenImages30k evaluation: `mask` (foreground) and `mask_ignore` (ignore box minus foreground)."""
 
-    def __init__(self, images: ImageList, split: WSOLSplit, mask_root: Path, *args, **kwargs) -> None:
+    def __init__(self, images: ImageList, meta: SplitMetadata, mask_root: Path, *args, **kwargs) -> None:
         super().__init__(images, *args, **kwargs)
-        self.split, self.mask_root = split, mask_root
+        self.meta, self.mask_root = meta, mask_root  # meta.masks / meta.ignores: mask paths per image id
 
     def targets(self, position: int, path: Path, size: tuple[int, int]) -> dict[str, Any]:
-        assert self.split.masks is not None and self.split.ignores is not None
         fix = f"Restore it (wsolevaluation's OpenImages masks). {HELP}"
-        masks, ignore = self.split.masks[position], self.split.ignores[position]
+        image_id = self.images.relpath(position)
+        masks, ignore = self.meta.masks[image_id], self.meta.ignores[image_id]
         foreground, ignored = mask_layers(*read_mask_images(self.mask_root, masks, ignore, fix), self.input_size)
         return {"mask": torch.from_numpy(foreground), "mask_ignore": torch.from_numpy(ignored)}
 
@@ -147,7 +139,7 @@ class WSOLEvalDataModule(ImageListDataModule):
         self.metadata_dir = root / extra.get("metadata_root", "metadata") / folder
         self.image_root = root / extra["image_root"] if "image_root" in extra else root / "dataset" / folder
         self.mask_root = root / extra["mask_root"] if "mask_root" in extra else self.image_root
-        self._splits: dict[tuple[str, bool], WSOLSplit] = {}
+        self._splits: dict[tuple[str, bool], tuple[ImageList, SplitMetadata]] = {}
         self._labels: dict[str, SplitMetadata] = {}  # ids and labels, read once by load_index
 
     def _split_dir(self, split: str) -> Path:
@@ -155,12 +147,12 @@ class WSOLEvalDataModule(ImageListDataModule):
             raise DatasetError(f"Unknown wsolevaluation split {split!r}: use {', '.join(SPLIT_ALIASES)}.")
         return self.metadata_dir / SPLIT_ALIASES[split]
 
-    def read(self, split: str, evaluation: bool) -> WSOLSplit:
+    def read(self, split: str, evaluation: bool) -> tuple[ImageList, SplitMetadata]:
         key = (SPLIT_ALIASES.get(split, split), evaluation)
         if key not in self._splits:
             localization = None if not evaluation else ("boxes" if self.has_boxes else "masks")
             labeled = self._labels.get(SPLIT_ALIASES.get(split, split))
-            self._splits[key] = read_split(self._split_dir(split), localization, labeled)
+            self._splits[key] = read_split(self._split_dir(split), self.image_root, localization, labeled)
         return self._splits[key]
 
     def load_index(self) -> None:
@@ -183,18 +175,17 @@ class WSOLEvalDataModule(ImageListDataModule):
         self.class_names = names
 
     def split_images(self, split: str, evaluation: bool) -> ImageList:
-        data = self.read(split, evaluation)
-        if not data.image_ids:
+        images, _ = self.read(split, evaluation)
+        if not len(images):
             raise DatasetError(f"{self._split_dir(split) / 'image_ids.txt'} lists no images. {HELP}")
-        columns = dict(boxes=data.boxes, box_sources=data.box_sources, sizes=data.sizes)
-        return ImageList.build(self.image_root, data.image_ids, data.labels, **columns)
+        return images
 
     def build_dataset(self, split: str, transform, evaluation: bool) -> Dataset:
         if not (evaluation and self.dataset_name == "openimages"):
             return super().build_dataset(split, transform, evaluation)
         images = self.split_images(split, evaluation)
         min_side = decode_min_side(evaluation, self.input_size, self.train_resize)
-        data = self.read(split, evaluation)
+        _, meta = self.read(split, evaluation)
         return WSOLMaskDataset(
-            images, data, self.mask_root, transform, evaluation, self.input_size, min_side, self.skip_corrupt
+            images, meta, self.mask_root, transform, evaluation, self.input_size, min_side, self.skip_corrupt
         )

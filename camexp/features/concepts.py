@@ -250,11 +250,12 @@ def localize_concept(
         boxes_from_cams,
         center_gaussian_map,
     )
-    from camexp.metrics import CAMLocalizationMetrics, MaxBoxAcc, wsoleval_gt_boxes, wsoleval_scoremaps
+    from camexp.metrics import CAMLocalizationMetrics
+    from camexp.wsol.accumulator import WSOLAccumulator, wsoleval_gt_boxes, wsoleval_scoremaps
 
     size = backbone.input_size
     cam_metric, base_metric = CAMLocalizationMetrics(iou_threshold), CAMLocalizationMetrics(iou_threshold)
-    cam_boxes, base_boxes = MaxBoxAcc(size=wsoleval_size), MaxBoxAcc(size=wsoleval_size)
+    cam_boxes, base_boxes = WSOLAccumulator(), WSOLAccumulator()
     gaussian = wsoleval_scoremaps(center_gaussian_map(wsoleval_size, wsoleval_size)[None], wsoleval_size)
     base_box = baseline_boxes(size, size, threshold)["center_gaussian"].numpy()
     weights = torch.as_tensor(weight, dtype=torch.float32).reshape(1, -1)
@@ -304,7 +305,7 @@ def localize_concept(
     baseline = {k: float(v) for k, v in base_metric.compute().items() if k in ("loc_top1", "loc_gt_known")}
     if any_boxes:
         for target, metric in ((metrics, cam_boxes), (baseline, base_boxes)):
-            values = metric.compute()
+            values = metric.compute().metrics()
             target.update({k: float(values[k]) for k in ("maxboxacc", "maxboxacc_threshold", "maxboxacc_v2")})
         metrics["pointing"], baseline["pointing"] = float(np.mean(pointed["cam"])), float(np.mean(pointed["baseline"]))
         metrics["mean_iou"] = float(np.mean([r["iou"] for r in records]))

@@ -1,7 +1,7 @@
 """`camexp evaluate-maps`: score saved maps against wsolevaluation metadata, optionally with the held-out protocol.
 
 Reads one split's metadata (camexp.wsol.metadata) and its ``<image_id>.npy`` maps (camexp.wsol.score_maps),
-and scores them with camexp.wsol.scoring. No torch import: it starts in a fraction of a second.
+and scores them with camexp.wsol.accumulator, the accumulator `camexp evaluate` and the CAM callback use too.
 """
 
 from __future__ import annotations
@@ -15,18 +15,11 @@ from typing import Any
 from tqdm import tqdm
 
 from camexp.errors import DatasetError
+from camexp.reports import format_metrics, format_result, wsoleval_json
 from camexp.wsol import protocol as W
-from camexp.wsol.metadata import SplitMetadata, load_gt_mask, read_metadata
+from camexp.wsol.accumulator import WSOLAccumulator, WSOLResult, heldout_metrics
+from camexp.wsol.metadata import load_gt_mask, read_metadata
 from camexp.wsol.score_maps import load_map, map_path, missing_maps
-from camexp.wsol.scoring import WSOLResult, WSOLScorer, format_metrics, heldout_metrics
-
-
-def gt_boxes_224(meta: SplitMetadata, image_id: str):
-    """An image's GT boxes in the 224 frame (``wsoleval.scored_gt_boxes``: clipped to the image, then scaled
-    as upstream's ``resize_bbox``), or None."""
-    if not meta.boxes.get(image_id):
-        return None
-    return W.scored_gt_boxes(meta.boxes[image_id], meta.sizes[image_id])
 
 
 def score_split(
@@ -53,11 +46,12 @@ def score_split(
             f"that --maps and --metadata are the same split."
         )
     mask_root = Path(metadata_dir) if mask_root is None else Path(mask_root)
-    scorer = WSOLScorer(cam_curve_interval, iou_thresholds, multi_contour)
+    scorer = WSOLAccumulator(cam_curve_interval, iou_thresholds, multi_contour)
     for image_id in tqdm(meta.image_ids, desc=f"scoring {maps_dir.name}", unit="map", disable=not progress or None):
-        mask = load_gt_mask(meta, image_id, mask_root) if image_id in meta.masks else None
-        scorer.add(load_map(maps_dir, image_id), gt_boxes_224(meta, image_id), mask)
-    return scorer.result()
+        scoremap = W.normalize_scoremap(load_map(maps_dir, image_id))[None]
+        mask = load_gt_mask(meta, image_id, mask_root)[None] if image_id in meta.masks else None
+        scorer.update(scoremap, [meta.scored_boxes(image_id)], mask)
+    return scorer.compute()
 
 
 def evaluate_maps(
@@ -75,10 +69,10 @@ def evaluate_maps(
     """Score a split (and a held-out split at thresholds chosen on the first); returns (JSON dict, printout)."""
     settings = dict(cam_curve_interval=cam_curve_interval, iou_thresholds=iou_thresholds, multi_contour=multi_contour)
     result = score_split(metadata_dir, maps_dir, mask_root, progress=progress, **settings)
-    report = result.to_json()
+    report = wsoleval_json(result)
     report.update(metadata=str(metadata_dir), maps=str(maps_dir))
     lines = [f"wsoleval on {_counted(result)} (metadata {metadata_dir}, maps {maps_dir}):"]
-    lines += format_metrics(result.metrics(), result.iou_thresholds, multi_contour)
+    lines += format_result(result)
     if heldout is not None:
         other = score_split(heldout[0], heldout[1], heldout_mask_root, progress=progress, **settings)
         if not result.num_images or not other.num_images:
@@ -87,14 +81,14 @@ def evaluate_maps(
             )
         chosen = heldout_metrics(result, other)
         report["heldout"] = {
-            **other.to_json(),
+            **wsoleval_json(other),
             "metadata": str(heldout[0]),
             "maps": str(heldout[1]),
             "at_selected": chosen,
         }
         lines.append("")
         lines.append(f"held-out split {heldout[0]} ({_counted(other)}), its own best thresholds (optimistic):")
-        lines += format_metrics(other.metrics(), other.iou_thresholds, multi_contour)
+        lines += format_result(other)
         lines.append(f"held-out split at the thresholds chosen on {metadata_dir} (the held-out protocol):")
         lines += format_metrics(chosen, other.iou_thresholds, multi_contour)
     if json_path is not None:

@@ -13,8 +13,7 @@ upstream's ``data_loaders.py`` does (no clipping, integer coordinates); the trai
 (camexp.data.wsoleval_meta) calls the `read_*` steps and clips and scales afterwards. Every malformed
 line is a DatasetError naming the file, the line and the expected layout. Masks are read like
 upstream's ``get_mask``: grayscale, nearest-neighbour resize to 224 x 224, ``> 0.5``; an empty ignore
-path means no ignore region (upstream requires one). Pure numpy/OpenCV: no torch, so
-`camexp evaluate-maps` starts fast.
+path means no ignore region (upstream requires one). Pure numpy/OpenCV: no torch.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import numpy as np
 
 from camexp.errors import DatasetError
 from camexp.textfiles import line_error, read_lines
-from camexp.wsol.protocol import RESIZE_LENGTH
+from camexp.wsol.protocol import RESIZE_LENGTH, scored_gt_boxes
 
 LAYOUT_HELP = (
     "Expected wsolevaluation metadata: image_ids.txt, class_labels.txt (image_id,class), image_sizes.txt "
@@ -54,6 +53,25 @@ class SplitMetadata:
     ignores: dict[str, str] = field(default_factory=dict)  # ignore-mask path ("" = none)
     line_of: dict[str, int] = field(default_factory=dict)  # image_ids.txt line, for messages
     box_lines: dict[str, list[int]] = field(default_factory=dict)  # localization.txt line of each box
+
+    def scored_boxes(self, image_id: str) -> np.ndarray | None:
+        """An image's GT boxes in the 224 frame as every command scores them (``protocol.scored_gt_boxes``:
+        clipped to the image, then scaled as upstream's ``resize_bbox``), or None when it has none."""
+        if not self.boxes.get(image_id):
+            return None
+        return scored_gt_boxes(self.boxes[image_id], self.sizes[image_id])
+
+    def subset(self, image_ids: list[str]) -> SplitMetadata:
+        """The metadata of these images only (e.g. the ones actually scored), in the given order."""
+        keep = set(image_ids)
+        return SplitMetadata(
+            image_ids=image_ids,
+            labels={k: v for k, v in self.labels.items() if k in keep},
+            sizes={k: v for k, v in self.sizes.items() if k in keep},
+            boxes={k: v for k, v in self.boxes.items() if k in keep},
+            masks={k: v for k, v in self.masks.items() if k in keep},
+            ignores={k: v for k, v in self.ignores.items() if k in keep},
+        )
 
     @property
     def has_boxes(self) -> bool:

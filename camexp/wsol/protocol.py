@@ -55,6 +55,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from camexp.errors import ConfigError
 from camexp.wsol.contour_tree import level_contours, level_largest, level_max
 
 RESIZE_LENGTH = 224
@@ -64,7 +65,27 @@ CAM_CURVE_INTERVAL = 0.001
 """Threshold step of the reference (``cam_curve_interval``)."""
 
 IOU_THRESHOLDS_V2: tuple[int, ...] = (30, 50, 70)
-"""IoU thresholds (percent) averaged by MaxBoxAccV2; MaxBoxAcc (V1) uses 50 alone."""
+"""IoU thresholds (percent) averaged by MaxBoxAccV2."""
+
+V1_IOU = 50
+"""The IoU threshold (percent) of MaxBoxAcc (V1), with the largest contour's box."""
+
+
+def check_settings(
+    cam_curve_interval: float,
+    iou_thresholds: Sequence[int],
+    interval_name: str = "cam_curve_interval",
+    iou_name: str = "iou_thresholds",
+) -> None:
+    """The protocol's settings, checked once for every caller: a threshold step in (0, 1) and IoU
+    thresholds in percent, (0, 100]. The names are the caller's (the CLI passes its flags)."""
+    if not 0 < cam_curve_interval < 1:
+        raise ConfigError(
+            f"{interval_name} must lie in (0, 1), e.g. 0.001 (the reference); got {cam_curve_interval}."
+        )
+    ious = list(iou_thresholds)
+    if not ious or any(not 0 < iou <= 100 for iou in ious):
+        raise ConfigError(f"{iou_name} takes percentages in (0, 100], e.g. 30 50 70; got {ious}.")
 
 
 def default_thresholds(interval: float = CAM_CURVE_INTERVAL) -> np.ndarray:
@@ -448,7 +469,7 @@ def whole_frame_box(height: int = RESIZE_LENGTH, width: int = RESIZE_LENGTH) -> 
 def fixed_box_hits(
     box: np.ndarray,
     gt_boxes: np.ndarray,
-    v1_iou_thresholds: Sequence[int] = (50,),
+    v1_iou_thresholds: Sequence[int] = (V1_IOU,),
     v2_iou_thresholds: Sequence[int] = IOU_THRESHOLDS_V2,
     thresholds: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -490,7 +511,7 @@ def box_hits_per_threshold(
 def box_hits_v1_v2(
     scoremap: np.ndarray,
     gt_boxes: np.ndarray,
-    v1_iou_thresholds: Sequence[int] = (50,),
+    v1_iou_thresholds: Sequence[int] = (V1_IOU,),
     v2_iou_thresholds: Sequence[int] = IOU_THRESHOLDS_V2,
     thresholds: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -527,8 +548,10 @@ def maxboxacc_from_hits(
     num_images: int,
     iou_thresholds: Sequence[int] = IOU_THRESHOLDS_V2,
     thresholds: Sequence[float] | np.ndarray | None = None,
+    scale: float = 100.0,
 ) -> dict[str, Any]:
-    """MaxBoxAcc per IoU threshold, its best CAM threshold, and their mean (MaxBoxAccV2), in PERCENT.
+    """MaxBoxAcc per IoU threshold, its best CAM threshold, and their mean (MaxBoxAccV2), in PERCENT
+    (``scale=1``: fractions, hits / num_images exactly).
 
     ``hit_counts`` is (n_iou, T), the per-image hits summed over a split. As the reference:
     accuracy = hits * 100. / num_images, best = max over thresholds (first on ties), and the
@@ -543,7 +566,7 @@ def maxboxacc_from_hits(
         grid = np.full(counts.shape[1], np.nan)
     if num_images <= 0:
         raise ValueError("maxboxacc_from_hits needs at least one image (num_images=0).")
-    curve = counts * 100.0 / float(num_images)
+    curve = counts * scale / float(num_images)
     best_index = curve.argmax(axis=1)
     maxima = [curve[i].max() for i in range(len(iou_thresholds))]
     return {
