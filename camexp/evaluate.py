@@ -76,7 +76,7 @@ def metadata_from_dataset(dataset) -> SplitMetadata:
                 width, height = img.size
         meta.sizes[image_id] = (width, height)
         # The dataset's own box cleaning (clipped, boxes left without area dropped), then integers: the
-        # boxes the evaluation batches carry, as `wsoleval.scored_gt_boxes` scores them in every command.
+        # boxes the evaluation batches carry, as `wsol.protocol.scored_gt_boxes` scores them in every command.
         source = images.box_sources[n] if images.box_sources else "the annotations"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DegenerateBoxWarning)  # the dataset already warned about these
