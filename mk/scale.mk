@@ -29,7 +29,7 @@ validate: $(STAMP)  ## evaluate CKPT=path on the validation split (DEVICES=N for
 
 # The DDP, resume-after-kill and W&B/TensorBoard tests only (they are part of `make test` too).
 test-scale: $(STAMP)  ## only the DDP, resume-after-kill and W&B/TensorBoard tests
-	$(PY) -m pytest -q tests/test_breakdowns.py tests/test_ddp.py tests/test_resume.py tests/test_dashboards.py $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/test_metrics.py tests/test_ddp.py tests/test_resume.py tests/test_dashboards.py $(PYTEST_ARGS)
 
 # Upload offline W&B runs: make wandb-sync RUN=lightning_logs/synthloc_gap/version_0 (default: every run).
 RUN ?= lightning_logs
