@@ -7,7 +7,8 @@
 The script runs the real commands in a scratch folder (always the same path, so paths inside reports
 compare equal; CAMEXP_RECORD_SCRATCH picks another):
 train with both protocols (trained weights) and for one batch at lr=1e-30 (fresh weights), validate on
-1 and 2 processes, evaluate with saved maps, evaluate-maps on them, report, compare, cam and probe.
+1 and 2 processes, evaluate with saved maps, evaluate-maps on them, report, compare, cam, probe,
+units, finegrained and the text detector.
 It then records a digest of every file they wrote: TensorBoard scalars and images by value, PNGs by
 their decoded pixels, .npy by bytes, JSON and text with wall times and dates masked. Not a pytest test:
 it trains several networks (a few minutes on 2 CPU cores).
@@ -77,8 +78,14 @@ def run_all() -> None:
     camexp("compare", runs["paper"], runs["wsol"], runs["fresh"])
     camexp("cam", "synth/images", "--ckpt", f"{runs['paper']}/checkpoints/last.ckpt", "--out", "cam_paper",
            "--workers", "0", "--device", "cpu")
-    camexp("probe", "--features", f"{runs['paper']}/checkpoints/last.ckpt", "--data", exp, *common[:2],
-           "data.synth.n_train=192", "data.synth.n_val=48", "--out", "probe", "--no-cache", "--device", "cpu")
+    data = ["--data", exp, *common[:2], "data.synth.n_train=192", "data.synth.n_val=48"]
+    paper_ckpt = f"{runs['paper']}/checkpoints/last.ckpt"
+    camexp("probe", "--features", paper_ckpt, *data, "--out", "probe", "--no-cache", "--device", "cpu")
+    # The paper's section 4 on the same network: class-specific units, CAM crops, the text (concept) detector.
+    camexp("units", paper_ckpt, *data, "--out", "units", "--no-cache", "--device", "cpu")
+    camexp("finegrained", paper_ckpt, *data, "--out", "finegrained", "--no-cache", "--device", "cpu")
+    camexp("text-demo", "--features", paper_ckpt, "--n", "16", "--size", "128", "--out", "text_demo", "--no-cache",
+           "--device", "cpu")
 
 
 def digest_file(path: Path) -> str:
