@@ -120,9 +120,9 @@ def localize_with_svm(
     overlay grid it drew (moved to out/overlays.png; None without images). has_boxes=False (scene datasets):
     the wsoleval metrics (MaxBoxAcc, PxAP) are not even set up."""
     from camexp.callbacks.cam_metrics import CAMCallback
+    from camexp.console import quiet_synced_metric_warnings
     from camexp.data.collate import collate_samples
     from camexp.data.transforms import normalization
-    from camexp.train import quiet_synced_metric_warnings
 
     quiet_synced_metric_warnings()
     callback = CAMCallback(
