@@ -38,6 +38,8 @@ from camexp.wiring import (
 
 @quiet_console()
 def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
+    """Train and validate one experiment; returns the validation results (fractions). Rank 0 writes results.json,
+    report.md and config.yaml into the run directory, and with `run_dir_file` that directory's path there."""
     started = time.time()
     run_dir, ckpt_path = resolve_run_dir(cfg.logger.save_dir, cfg.name, cfg.resume)
     resume_changes = check_resume_changes(cfg, run_dir, ckpt_path)  # before anything is written
@@ -66,11 +68,7 @@ def train(cfg: DictConfig, run_dir_file: str | None = None) -> dict[str, float]:
             table = write_run_results(cfg, run_dir, results, kept, started)
             if run_dir_file:
                 write_run_dir_file(run_dir_file, run_dir)
-            summary = _summary(cfg, run_dir, table, last, cam_callback, results, head_name(model))
-            if wandb_logger is not None:
-                from camexp.loggers import run_location
-
-                summary += f"\nW&B run       : {run_location(wandb_logger)}"
+            summary = _summary(cfg, run_dir, table, last, cam_callback, results, head_name(model), wandb_logger)
             print(summary, flush=True)
     finally:
         if wandb_logger is not None and trainer.is_global_zero:
@@ -209,8 +207,16 @@ def write_run_results(cfg: DictConfig, run_dir: Path, results: dict[str, float],
 
 
 def _summary(
-    cfg, run_dir: Path, table: str, checkpoints: ModelCheckpoint, cam_callback: CAMCallback, results, head: str
+    cfg: DictConfig,
+    run_dir: Path,
+    table: str,
+    checkpoints: ModelCheckpoint,
+    cam_callback: CAMCallback,
+    results: dict[str, float],
+    head: str,
+    wandb_logger: Logger | None,
 ) -> str:
+    """What rank 0 prints on stdout when the run ends: the results table and where everything is."""
     images = int(results.get("val/num_images", 0))
     skipped = int(results.get("val/skipped_images", 0))
     # Lightning stores the checkpoint's real path; print it under the run directory like the other paths
@@ -231,4 +237,8 @@ def _summary(
         f"CAM overlays  : {cam_callback.last_overlay_path}",
         f"TensorBoard   : tensorboard --logdir {run_dir.parent}",
     ]
+    if wandb_logger is not None:
+        from camexp.loggers import run_location
+
+        lines.append(f"W&B run       : {run_location(wandb_logger)}")
     return "\n".join(lines)
