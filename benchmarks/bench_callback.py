@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from camexp import config, data  # noqa: E402
 from camexp.console import quiet_console  # noqa: E402
 from camexp.data.synth import generate_synthloc  # noqa: E402
-from camexp.train import build_cam_callback, build_model  # noqa: E402
+from camexp.wiring import build_cam_callback, build_model  # noqa: E402
 
 GOAL = 5.0
 ROOT_DIR = Path(tempfile.mkdtemp(prefix="bench_callback_"))

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 
-from camexp import train
 from camexp.cam import class_activation_maps, normalize_cams, upsample_cams
 from camexp.console import quiet_console
+from camexp.evaluate import checkpoint_config
 from camexp.explainer import load_explainer
 from camexp.localization import best_iou_per_image, boxes_from_cams
+from camexp.wiring import build_data
 
 
 @torch.inference_mode()
@@ -61,8 +62,8 @@ def main() -> None:
     parser.add_argument("--out", help="write the comparison as JSON here")
     args = parser.parse_args()
     ckpt = Path(args.checkpoint)
-    cfg = train.checkpoint_config(ckpt, [], ["data.num_workers=0"], "validate")
-    datamodule = train.evaluation_data(cfg, "validate")
+    cfg = checkpoint_config(ckpt, [], ["data.num_workers=0"], "validate")
+    datamodule = build_data(cfg, "validate")
     batches = list(datamodule.val_dataloader())  # the same decoded batches for both devices
     threshold, iou_threshold = cfg.eval.cam_threshold, cfg.eval.iou_threshold
     a, b = (per_image(ckpt, device, threshold, batches) for device in args.devices)

@@ -10,33 +10,27 @@ import sys
 from pathlib import Path
 
 from camexp.cli_evaluate import add_evaluate_parsers
+from camexp.config import split_words
 from camexp.errors import CamexpError, user_message
 from camexp.outputs import output_folder
 
 VERBOSE_HELP = "also print the libraries' messages (Lightning's banners, model summary, warnings): CAMEXP_VERBOSE=1"
 
 
-def _split_configs(items: list[str]) -> tuple[list[str], list[str]]:
-    """Positional words: YAML files (merged in order) and key=value overrides."""
-    files = [i for i in items if i.endswith((".yaml", ".yml")) and "=" not in i]
-    overrides = [i for i in items if i not in files]
-    return files, overrides
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from camexp import config
     from camexp.train import train
 
-    files, overrides = _split_configs(args.config)
+    files, overrides = split_words(args.config)
     cfg = config.load(files, overrides)
     train(cfg, run_dir_file=args.run_dir_file)
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from camexp.train import validate
+    from camexp.evaluate import validate
 
-    files, overrides = _split_configs(args.config)
+    files, overrides = split_words(args.config)
     validate(args.checkpoint, overrides, files, out=args.out)
     return 0
 
@@ -148,7 +142,7 @@ def cmd_photos(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from camexp.reproduce import reproduce
 
-    files, overrides = _split_configs(args.overrides)
+    files, overrides = split_words(args.overrides)
     if files:
         raise CamexpError(
             f"camexp reproduce takes benchmarks with --benchmarks, not as positional words ({', '.join(files)}): "
@@ -162,7 +156,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _data_words(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """--data EXPERIMENT.yaml [MORE.yaml] [key=value ...] plus key=value words given after the backbone."""
-    files, overrides = _split_configs([*(args.data or []), *args.overrides])
+    files, overrides = split_words([*(args.data or []), *args.overrides])
     return files, overrides
 
 
@@ -240,7 +234,7 @@ def _add_backbone_options(p: argparse.ArgumentParser, out: str) -> None:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Linear probes on --data, or a concept detector on --positives/--negatives (camexp/features/)."""
-    files, overrides = _split_configs([*(args.data or []), *args.overrides])
+    files, overrides = split_words([*(args.data or []), *args.overrides])
     cache = None if args.no_cache else args.cache
     if args.positives or args.negatives:
         from camexp.features.concepts import run_concept_probe

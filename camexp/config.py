@@ -1,6 +1,6 @@
 """Experiment configuration: a typed schema merged with an experiment YAML and `key=value` overrides.
 
-Only the wiring code (`cli`, `train`) reads this tree; everything else takes plain arguments.
+Only the wiring code (the commands and `camexp.wiring`) reads this tree; everything else takes plain arguments.
 """
 
 from __future__ import annotations
@@ -219,6 +219,12 @@ def _read_yaml(path: Path) -> DictConfig:
             f"to merge several experiment files, pass them all on the command line (camexp train a.yaml b.yaml)."
         )
     return file_cfg
+
+
+def split_words(words: Sequence[str]) -> tuple[list[str], list[str]]:
+    """A command's positional words: YAML files (merged in order) and key=value overrides."""
+    files = [w for w in words if w.endswith((".yaml", ".yml")) and "=" not in w]
+    return files, [w for w in words if w not in files]
 
 
 def load(

@@ -129,3 +129,9 @@ def progress_callbacks(enabled: bool) -> list:
     """The progress bar for a Trainer's callbacks (none when trainer.enable_progress_bar=false)."""
     return [StderrProgressBar()] if enabled else []
 
+
+
+def quiet_synced_metric_warnings() -> None:
+    """CAMCallback logs val/test values that its torchmetrics already reduced over the ranks; Lightning's
+    advice to log them with sync_dist=True would reduce them twice, so silence it for those keys."""
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\('(val|test)/")

@@ -1,4 +1,8 @@
-"""`camexp evaluate CKPT`: one pass over a split gives both protocols, the score maps and a report.
+"""Validate or evaluate a checkpoint, on the code path of training's validation (`camexp.wiring`), so the numbers
+are the same.
+
+`camexp validate CKPT`: the validation metrics, on 1..N processes. `camexp evaluate CKPT`: one pass over a split
+gives both protocols, the score maps and a report:
 
     checkpoint + <run>/config.yaml (+ overrides) -> data, CAMNet.load_from_checkpoint
     Trainer.validate/test with CAMCallback (paper protocol, incl. Table 3's top-5 heuristic)
@@ -12,28 +16,33 @@ state lives in the callback, and a checkpoint evaluation is cheap next to traini
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytorch_lightning as pl
+from omegaconf import DictConfig
 from PIL import Image
 
-from camexp import runs as faults
+from camexp import config, data
 from camexp.callbacks.score_maps import ScoreMapCallback
-from camexp.console import quiet_console
+from camexp.console import progress_callbacks, quiet_console, quiet_synced_metric_warnings
 from camexp.data.boxes import DegenerateBoxWarning, clean_boxes
-from camexp.errors import CamexpError
+from camexp.errors import CamexpError, CheckpointMismatchError
 from camexp.localization import BASELINES, baseline_prefix
-from camexp.outputs import output_folder
+from camexp.models import CAMNet
+from camexp.models.camnet import head_name
+from camexp.outputs import output_file, output_folder
 from camexp.reports import format_result, write_report, write_results, wsoleval_fractions, wsoleval_json
-from camexp.train import (
+from camexp.runs.checkpoints import check_checkpoint
+from camexp.runs.ddp import workers_stop_with
+from camexp.wiring import (
     build_cam_callback,
+    build_data,
     check_accelerator,
-    checkpoint_config,
-    evaluation_data,
-    evaluation_model,
-    evaluation_trainer,
-    head_name,
+    check_localization_method,
+    trainer_arguments,
 )
 from camexp.wsol.accumulator import WSOLAccumulator
 from camexp.wsol.evaluate_maps import write_json
@@ -41,12 +50,6 @@ from camexp.wsol.metadata import SplitMetadata, write_metadata
 from camexp.wsol.protocol import CAM_CURVE_INTERVAL, RESIZE_LENGTH, integer_gt_boxes
 
 STAGES = {"val": "validate", "test": "test"}
-
-
-def split_configs(items: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Positional words: YAML files (merged in order) and key=value overrides."""
-    files = [i for i in items if i.endswith((".yaml", ".yml")) and "=" not in i]
-    return files, [i for i in items if i not in files]
 
 
 def run_dir_of(ckpt: Path) -> Path:
@@ -85,6 +88,84 @@ def metadata_from_dataset(dataset) -> SplitMetadata:
     return meta
 
 
+def checkpoint_config(ckpt: Path, files: Sequence[str], overrides: Sequence[str], command: str) -> DictConfig:
+    """The config a checkpoint was trained with (its run's config.yaml) or the given experiment files, + overrides."""
+    run_config = ckpt.parent.parent / "config.yaml"
+    if not files and not run_config.is_file():
+        raise CamexpError(
+            f"No config.yaml next to {ckpt} (expected {run_config}). "
+            f"Pass the experiment file: camexp {command} {ckpt} experiments/NAME.yaml [key=value ...]."
+        )
+    cfg = config.load(list(files) or [run_config], overrides)
+    if not files and not any(o.split("=", 1)[0].lstrip("+~") == "data.root" for o in overrides):
+        config.check_recorded_data_root(cfg, run_config)  # relative to another folder: refused, never generated
+    return cfg
+
+
+def evaluation_model(ckpt: Path, cfg: DictConfig, datamodule: data.CAMDataModule) -> CAMNet:
+    """The checkpoint's CAMNet, refused before any evaluation work when its class count is not the data's
+    (the one check `validate` and `evaluate` share)."""
+    model = CAMNet.from_checkpoint(ckpt)
+    trained = int(model.hparams.num_classes)
+    if trained != datamodule.num_classes:
+        raise CheckpointMismatchError(
+            f"Checkpoint {ckpt} was trained for {trained} classes but {cfg.data.name} at {config.data_root(cfg)} "
+            f"has {datamodule.num_classes} classes. Point data.root (and the dataset settings) at the data the "
+            f"checkpoint was trained on, or evaluate a checkpoint trained on this dataset."
+        )
+    return model
+
+
+def evaluation_trainer(cfg: DictConfig, callbacks: list, root_dir: Path, devices: int | None = None) -> pl.Trainer:
+    """A Trainer that only evaluates: no logger, no checkpoints, the DataModule's unpadded shards."""
+    return pl.Trainer(
+        **trainer_arguments(cfg, root_dir, devices),
+        limit_test_batches=cfg.trainer.limit_val_batches,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[*callbacks, *progress_callbacks(cfg.trainer.enable_progress_bar)],
+    )
+
+
+@quiet_console()
+def validate(
+    ckpt: str | Path, overrides: Sequence[str] = (), files: Sequence[str] = (), out: str | Path | None = None
+) -> dict[str, float]:
+    """Evaluate a checkpoint on the validation split with its run's config.yaml (or the given
+    experiment files) + overrides, on 1..N processes (same metrics). Prints every metric; rank 0
+    writes them as JSON to `out` ({"metrics", "per_class", "curve"}). Overlays go to <run dir>/validate/overlays,
+    or with `out` beside it (<out's folder>/overlays): an explicit output leaves the run directory untouched."""
+    quiet_synced_metric_warnings()
+    ckpt = check_checkpoint(ckpt, "validate")
+    if out:
+        out = output_file(out, "--out")  # before any work
+    cfg = checkpoint_config(ckpt, files, overrides, "validate")
+    check_accelerator(cfg.trainer.accelerator, cfg.trainer.devices)
+    datamodule = build_data(cfg, "validate")
+    model = evaluation_model(ckpt, cfg, datamodule)
+    check_localization_method(cfg, model, f"validate {ckpt}")
+    cam_callback = build_cam_callback(cfg, datamodule)
+    trainer = evaluation_trainer(cfg, [cam_callback], out.parent if out else ckpt.parent.parent / "validate")
+    with workers_stop_with(trainer):
+        logged = trainer.validate(model, datamodule=datamodule, verbose=False)
+    results = {key: float(value) for key, value in (logged[0] if logged else {}).items()}
+    results.update(cam_callback.last_results)
+    results = dict(sorted(results.items()))
+    if trainer.is_global_zero:
+        width = max(map(len, results), default=0)
+        lines = [f"== {ckpt} on {cfg.data.name}/{cfg.data.val_split}, {trainer.world_size} process(es) =="]
+        lines += [f"{key:<{width}}  {value:.10g}" for key, value in results.items()]
+        if out:
+            summary = cam_callback.last_summary.get("val")
+            extra = {"per_class": summary.per_class, "curve": summary.curve} if summary else {}
+            out.write_text(json.dumps({"metrics": results, **extra}, indent=2) + "\n")
+            lines.append(f"metrics written to {out}")
+        if cam_callback.last_overlay_path:
+            lines.append(f"CAM overlays: {cam_callback.last_overlay_path}")
+        print("\n".join(lines), flush=True)
+    return results
+
+
 @quiet_console()
 def evaluate_checkpoint(
     ckpt: str | Path,
@@ -100,13 +181,13 @@ def evaluate_checkpoint(
         raise CamexpError(f"--split must be val or test; got {split!r}.")
     if not Path(ckpt).is_file():
         raise CamexpError(f"No checkpoint file {ckpt}. Pass one written by camexp train (<run>/checkpoints/last.ckpt).")
-    ckpt = faults.check_checkpoint(ckpt, "evaluate")  # a damaged file: names it and the run's valid checkpoints
+    ckpt = check_checkpoint(ckpt, "evaluate")  # a damaged file: names it and the run's valid checkpoints
     run_dir = run_dir_of(ckpt)
     out = output_folder(Path(out_dir) if out_dir else run_dir / f"eval_{split}", "--out")  # before any work
-    files, overrides = split_configs(config_args)
+    files, overrides = config.split_words(config_args)
     cfg = checkpoint_config(ckpt, files, ["eval.heuristic_top5=true", *overrides], "evaluate")
     check_accelerator(cfg.trainer.accelerator)  # one process (devices=1), on the configured accelerator
-    datamodule = evaluation_data(cfg, STAGES[split])
+    datamodule = build_data(cfg, STAGES[split])
     model = evaluation_model(ckpt, cfg, datamodule)
     if cfg.eval.method == "cam" and not model.cam_capable:
         raise CamexpError(

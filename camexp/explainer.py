@@ -86,7 +86,7 @@ def load_explainer(
 def _from_checkpoint(path: Path) -> tuple[nn.Module, str, list[str], int, str]:
     """A CAMNet checkpoint (weights_only=True): its network, class names and how its inputs were prepared."""
     from camexp.models import CAMNet
-    from camexp.runs import check_checkpoint
+    from camexp.runs.checkpoints import check_checkpoint
 
     path = check_checkpoint(path, "cam")
     model = CAMNet.from_checkpoint(path)

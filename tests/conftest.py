@@ -65,7 +65,7 @@ def validate_with_cam_callback(root: Path, tmp_path: Path, **overrides):
     import pytorch_lightning as pl
 
     from camexp import config, data
-    from camexp.train import build_cam_callback, build_model
+    from camexp.wiring import build_cam_callback, build_model
 
     cfg = config.load([], tiny_overrides(root, tmp_path, **overrides))
     datamodule = data.build(cfg.data, str(root), seed=0)

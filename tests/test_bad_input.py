@@ -94,7 +94,7 @@ def test_gpu_accelerator_without_a_gpu_is_refused_before_any_work(accelerator, t
 def test_more_gpus_than_there_are_is_refused(monkeypatch):
     import torch
 
-    from camexp.train import check_accelerator
+    from camexp.wiring import check_accelerator
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # mocked: a machine with one GPU
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

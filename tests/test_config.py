@@ -221,3 +221,28 @@ def test_a_bad_choice_is_blamed_on_where_it_was_given(tmp_path):
     with pytest.raises(ConfigError, match="'model.pool' in .*bad.yaml is 'mean'") as refused:
         config.load([DEFAULT, bad])
     assert "command-line" not in str(refused.value)
+
+
+def test_command_words_split_into_experiment_files_and_overrides():
+    files, overrides = config.split_words(["a.yaml", "model.pool=max", "b.yml", "name=x.yaml", "c.yaml"])
+    assert files == ["a.yaml", "b.yml", "c.yaml"]  # in order: later files override earlier ones
+    assert overrides == ["model.pool=max", "name=x.yaml"]  # a value that ends in .yaml is still an override
+
+
+def test_camnet_defaults_are_the_schemas():
+    """One home for defaults: CAMNet's are ModelConfig's (network and class count have none: the config always
+    gives them), and an optimizer setting that `optim` leaves out is OptimConfig's (it was lr 0.01, no schedule)."""
+    import inspect
+    from dataclasses import asdict
+
+    from camexp.models import CAMNet
+
+    params = inspect.signature(CAMNet).parameters
+    assert params["network"].default is params["num_classes"].default is inspect.Parameter.empty
+    for name in ("pool", "width", "dropout", "pretrained", "weights_path"):
+        assert params[name].default == getattr(config.ModelConfig(), name), name
+    assert params["normalize"].default == config.DataConfig().normalize
+    model = CAMNet("synthnet", num_classes=3, width=4, optim={"lr": 0.5, "scheduler": "none"})
+    assert model.optim == {**asdict(config.OptimConfig()), "lr": 0.5, "scheduler": "none"}
+    assert CAMNet("synthnet", num_classes=3, width=4).optim == asdict(config.OptimConfig())
+    assert model.hparams.optim == {"lr": 0.5, "scheduler": "none"}  # the checkpoint keeps what it was given

@@ -18,7 +18,8 @@ from tests.conftest import REPO, TINY_SYNTH, tiny_overrides
 
 def test_wandb_is_not_imported_unless_enabled(tmp_path):
     code = (
-        "import sys; from camexp import config; from camexp.train import train, validate, wandb_settings; "
+        "import sys; from camexp import config; from camexp.train import train; "
+        "from camexp.wiring import wandb_settings; from camexp.evaluate import validate; "
         "from camexp.loggers import build_loggers; "
         "import camexp.callbacks.dashboards, camexp.callbacks.cam_metrics, camexp.callbacks.score_maps; "
         f"cfg = config.load(None, ['logger.save_dir={tmp_path}']); "
@@ -185,7 +186,7 @@ def test_environment_values_reach_config_yaml_and_wandb_as_written(tiny_synthloc
     # the run's config.yaml still loads (validate reads it), and a resume does not count the variable as a change
     from camexp import config
     from camexp.cli import main
-    from camexp.train import check_resume_changes
+    from camexp.runs.resume import check_resume_changes
 
     monkeypatch.setenv("CAMEXP_TEST_ROOT", secret)
     monkeypatch.delenv("CAMEXP_RUN_DIR", raising=False)

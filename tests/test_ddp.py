@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 
 from camexp import config
 from camexp.errors import CamexpError
-from camexp.train import RESUME_ENV, RUN_DIR_ENV, resolve_run_dir, shared_with_workers
+from camexp.runs.ddp import shared_with_workers
+from camexp.runs.directories import RESUME_ENV, RUN_DIR_ENV, resolve_run_dir
 from tests.conftest import REPO, TINY_SYNTH, tiny_overrides
 
 _LAUNCH_VARS = (RUN_DIR_ENV, RESUME_ENV, "SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_JOB_NAME", "WORLD_SIZE",
@@ -30,6 +31,10 @@ def clean_launch_env(monkeypatch):
     return monkeypatch
 
 
+def _resolve(cfg):
+    return resolve_run_dir(cfg.logger.save_dir, cfg.name, cfg.resume)
+
+
 def _cfg(tmp_path, *overrides):
     return config.load(REPO / "experiments" / "synthloc_gap.yaml", [f"logger.save_dir={tmp_path}", *overrides])
 
@@ -37,7 +42,7 @@ def _cfg(tmp_path, *overrides):
 def test_lightning_workers_use_the_run_dir_and_checkpoint_rank0_chose(clean_launch_env, tmp_path):
     cfg = _cfg(tmp_path, "resume=last")  # resume=last would fail here: nothing to resume; the worker must not look
     with shared_with_workers(tmp_path / "x" / "version_7", "/ckpts/step.ckpt"):
-        assert resolve_run_dir(cfg) == (tmp_path / "x" / "version_7", "/ckpts/step.ckpt")
+        assert _resolve(cfg) == (tmp_path / "x" / "version_7", "/ckpts/step.ckpt")
     assert RUN_DIR_ENV not in os.environ and RESUME_ENV not in os.environ  # restored for the next run
 
 
@@ -46,16 +51,16 @@ def test_srun_tasks_agree_on_a_run_dir_named_after_the_job(clean_launch_env, tmp
     clean_launch_env.setenv("SLURM_NTASKS", "16")
     clean_launch_env.setenv("SLURM_JOB_ID", "4242")
     clean_launch_env.setenv("SLURM_JOB_NAME", "train_googlenet_gap")
-    assert resolve_run_dir(_cfg(tmp_path)) == (tmp_path / "synthloc_gap" / "slurm_4242", None)
+    assert _resolve(_cfg(tmp_path)) == (tmp_path / "synthloc_gap" / "slurm_4242", None)
 
 
 def test_torchrun_without_a_run_id_is_refused_with_the_fix(clean_launch_env, tmp_path):
     clean_launch_env.setenv("WORLD_SIZE", "4")
     clean_launch_env.setenv("TORCHELASTIC_RUN_ID", "none")
     with pytest.raises(CamexpError, match="--standalone"):
-        resolve_run_dir(_cfg(tmp_path))
+        _resolve(_cfg(tmp_path))
     clean_launch_env.setenv("TORCHELASTIC_RUN_ID", "job17")
-    assert resolve_run_dir(_cfg(tmp_path))[0] == tmp_path / "synthloc_gap" / "torchrun_job17"
+    assert _resolve(_cfg(tmp_path))[0] == tmp_path / "synthloc_gap" / "torchrun_job17"
 
 
 def _camexp(args, cwd):

@@ -444,7 +444,7 @@ def test_validate_evaluate_and_evaluate_maps_score_border_crossing_boxes_alike(t
     protocol), evaluate --save-maps and evaluate-maps on those maps give the same per-threshold hit counts."""
     import shutil
 
-    from camexp import train as train_module
+    from camexp import evaluate as evaluate_module
     from camexp.cli import main
 
     root = tmp_path / "synthloc"
@@ -461,13 +461,13 @@ def test_validate_evaluate_and_evaluate_maps_score_border_crossing_boxes_alike(t
     data = [f"data.root={root}", "trainer.enable_progress_bar=false"]
 
     callbacks = []
-    build = train_module.build_cam_callback
+    build = evaluate_module.build_cam_callback
 
     def recording_build(*args, **kwargs):
         callbacks.append(build(*args, **kwargs))
         return callbacks[-1]
 
-    monkeypatch.setattr(train_module, "build_cam_callback", recording_build)
+    monkeypatch.setattr(evaluate_module, "build_cam_callback", recording_build)
     assert main(["validate", str(ckpt), *data, "eval.protocol=wsoleval", "--out", str(tmp_path / "v.json")]) == 0
     validated = json.loads((tmp_path / "v.json").read_text())["metrics"]
     validated_counts = callbacks[-1].last_wsoleval["val"]

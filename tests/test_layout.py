@@ -34,7 +34,8 @@ LAYERS = (
     ("camexp.cam", "camexp.localization", "camexp.wsol", "camexp.viz", "camexp.console", "camexp.outputs"),
     ("camexp.config", "camexp.metrics", "camexp.data", "camexp.models"),
     ("camexp.callbacks", "camexp.loggers", "camexp.reports", "camexp.runs"),
-    ("camexp.explainer", "camexp.features"),  # what several commands share: a network on images, pooled features, SVMs
+    ("camexp.wiring", "camexp.explainer", "camexp.features"),  # what several commands share: config -> objects,
+    # a network on any image, pooled features and SVMs
 )
 
 

@@ -24,14 +24,14 @@ from torch.utils.data import TensorDataset
 from camexp import config
 from camexp.cli import main
 from camexp.data.resumable import ResumableDataLoader, ResumableDistributedSampler
-from camexp.runs import (
+from camexp.errors import CheckpointError
+from camexp.runs.checkpoints import (
     AtomicCheckpointIO,
-    CheckpointError,
     check_checkpoint,
-    logged_after,
     newest_valid_checkpoint,
     stale_step_checkpoints,
 )
+from camexp.runs.resume import logged_after
 from tests.conftest import REPO, tiny_overrides
 
 # -- the training loader's position ------------------------------------------------------------------------
@@ -262,7 +262,7 @@ SIGNAL_WAITER = textwrap.dedent(
     import os, sys, time
     from pytorch_lightning.callbacks import ModelCheckpoint
     from camexp.cli import main
-    from camexp.runs import PreemptionCheckpoint
+    from camexp.runs.preemption import PreemptionCheckpoint
 
     pause_at = int(os.environ["PAUSE_AT_STEP"])
     original = ModelCheckpoint.on_train_batch_end

@@ -166,7 +166,8 @@ def test_fc_network_trains_with_backprop_is_named_fc_and_validate_refuses_cam(ti
 
 def test_head_name_comes_from_the_built_network(tiny_synthloc, tmp_path):
     from camexp import config
-    from camexp.train import build_model, head_name
+    from camexp.models.camnet import head_name
+    from camexp.wiring import build_model
 
     def head(**overrides):
         cfg = config.load([], tiny_overrides(tiny_synthloc, tmp_path, **overrides))

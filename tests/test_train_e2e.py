@@ -67,3 +67,25 @@ def test_validation_uses_the_step_features_no_second_forward(tiny_synthloc, tmp_
     # limit_train_batches=1 (an int: one batch) made 1 forward; every validation batch exactly one more
     assert calls["batches"] == 2  # 21 images, batch 16
     assert calls["features"] == 1 + calls["batches"]  # the callback made none
+
+
+def test_fitting_and_evaluation_trainers_share_the_configured_settings(tmp_path):
+    """One list of the shared Trainer settings (`wiring.trainer_arguments`): a single-process evaluation keeps the
+    precision and batch limits of training but not its multi-process strategy."""
+    from camexp.evaluate import evaluation_trainer
+    from camexp.wiring import trainer_arguments
+
+    overrides = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.precision=64-true",
+                 "trainer.limit_val_batches=3", "eval.method=backprop"]
+    cfg = config.load(DEFAULT, overrides)
+    fitting = trainer_arguments(cfg, tmp_path)
+    assert (fitting["devices"], fitting["strategy"], fitting["num_nodes"]) == (2, "ddp", 1)
+    assert fitting["precision"] == "64-true" and fitting["limit_val_batches"] == 3
+    assert fitting["inference_mode"] is False  # gradient saliency needs autograd
+    single = trainer_arguments(cfg, tmp_path, devices=1)
+    assert (single["devices"], single["strategy"]) == (1, "auto")
+    assert {k: v for k, v in single.items() if k not in ("devices", "strategy")} == {
+        k: v for k, v in fitting.items() if k not in ("devices", "strategy")
+    }
+    trainer = evaluation_trainer(cfg, [], tmp_path, devices=1)
+    assert trainer.world_size == 1 and trainer.limit_test_batches == 3 and trainer.logger is None

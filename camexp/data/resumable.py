@@ -6,7 +6,7 @@ Lightning (2.x) saves `state_dict()` of every training loader that has one and c
 of the epoch: a run resumed from a mid-epoch checkpoint would see those batches twice and the rest
 never. `ResumableDataLoader` records (epoch, batches yielded) and skips what was already trained on.
 It also draws its workers' base seed from its own generator, not the global RNG, so creating an
-iterator does not shift the random augmentation stream (see camexp/runs.py: RNG states).
+iterator does not shift the random augmentation stream (see camexp/runs/resume.py: random state).
 """
 
 from __future__ import annotations

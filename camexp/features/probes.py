@@ -121,9 +121,9 @@ def localize_with_svm(
     the wsoleval metrics (MaxBoxAcc, PxAP) are not even set up."""
     from camexp.callbacks.cam_metrics import CAMCallback
     from camexp.config import EvalConfig
+    from camexp.console import quiet_synced_metric_warnings
     from camexp.data.collate import collate_samples
     from camexp.data.transforms import normalization
-    from camexp.train import quiet_synced_metric_warnings
 
     quiet_synced_metric_warnings()
     callback = CAMCallback(

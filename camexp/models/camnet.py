@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from camexp.config import DataConfig, ModelConfig, OptimConfig
 from camexp.errors import CamexpError, CheckpointError
 from camexp.models.registry import build_network
 
@@ -24,20 +27,22 @@ from camexp.models.registry import build_network
 class CAMNet(pl.LightningModule):
     def __init__(
         self,
-        network: str = "synthnet",
-        num_classes: int = 10,
-        pool: str = "avg",
-        width: int = 32,
-        dropout: float = 0.0,
-        pretrained: bool = False,
-        weights_path: str | None = None,
-        optim: dict[str, Any] | None = None,
+        network: str,
+        num_classes: int,
+        pool: str = ModelConfig.pool,
+        width: int = ModelConfig.width,
+        dropout: float = ModelConfig.dropout,
+        pretrained: bool = ModelConfig.pretrained,
+        weights_path: str | None = ModelConfig.weights_path,
+        optim: Mapping[str, Any] | None = None,
         class_names: list[str] | None = None,
         input_size: int | None = None,
-        normalize: str = "imagenet",
+        normalize: str = DataConfig.normalize,
     ) -> None:
-        """`input_size` and `normalize` record how the data pipeline prepared the images (the network does not
-        use them): with `class_names` they make a checkpoint usable on new images (`camexp cam --ckpt`)."""
+        """Defaults are the config schema's (`ModelConfig`, `DataConfig.normalize`, `OptimConfig` for each
+        optimizer setting that `optim` leaves out). `input_size` and `normalize` record how the data pipeline
+        prepared the images (the network does not use them): with `class_names` they make a checkpoint usable
+        on new images (`camexp cam --ckpt`)."""
         super().__init__()
         self.save_hyperparameters()
         self.net = build_network(
@@ -49,7 +54,8 @@ class CAMNet(pl.LightningModule):
             pretrained=pretrained,
             weights_path=weights_path,
         )
-        self.optim = dict(optim or {})
+        # the schema's optimizer defaults under the given settings (a checkpoint stores the dict it was given)
+        self.optim = {**asdict(OptimConfig()), **(optim or {})}
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         # Evaluation loss = sum over every image of every rank / image count. Lightning's sync_dist mean is
         # wrong when shards differ in size: it averages the integer image counts (21 on 2 ranks -> 10).
@@ -112,36 +118,44 @@ class CAMNet(pl.LightningModule):
         return self._evaluation_step(batch, "test")
 
     def configure_optimizers(self):
-        cfg = self.optim
-        lr = float(cfg.get("lr", 0.01))
-        mult = float(cfg.get("new_layers_lr_mult", 1.0))
+        settings = self.optim
+        lr = float(settings["lr"])
+        mult = float(settings["new_layers_lr_mult"])
         new_names = tuple(getattr(self.net, "new_modules", ()))
         new_params = [p for n, p in self.net.named_parameters() if n.split(".")[0] in new_names]
         new_ids = {id(p) for p in new_params}
         old_params = [p for p in self.net.parameters() if id(p) not in new_ids]
         groups = [g for g in ({"params": old_params, "lr": lr}, {"params": new_params, "lr": lr * mult}) if g["params"]]
-        weight_decay = float(cfg.get("weight_decay", 0.0))
-        if cfg.get("name", "sgd") == "adamw":
+        weight_decay = float(settings["weight_decay"])
+        if settings["name"] == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
         else:
             optimizer = torch.optim.SGD(
                 groups,
                 lr=lr,
-                momentum=float(cfg.get("momentum", 0.9)),
+                momentum=float(settings["momentum"]),
                 weight_decay=weight_decay,
-                nesterov=bool(cfg.get("nesterov", False)),
+                nesterov=bool(settings["nesterov"]),
             )
         schedule = _lr_schedule(
-            cfg.get("scheduler", "none"),
+            settings["scheduler"],
             total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
-            warmup_steps=int(cfg.get("warmup_steps", 0)),
-            step_size=int(cfg.get("step_size", 1)),
-            gamma=float(cfg.get("gamma", 0.1)),
+            warmup_steps=int(settings["warmup_steps"]),
+            step_size=int(settings["step_size"]),
+            gamma=float(settings["gamma"]),
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         # name: LearningRateMonitor logs it as train/lr (train/lr/pg1, /pg2 with new-layer groups)
         lr_scheduler = {"scheduler": scheduler, "interval": "step", "name": "train/lr"}
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
+
+
+def head_name(model: CAMNet) -> str:
+    """GAP, GMP or FC: the network's head as the paper names it (from the built network, since
+    googlenet_gmp pools by max whatever model.pool says, and an FC network has no global pooling)."""
+    if not model.cam_capable:
+        return "FC"
+    return "GMP" if getattr(model.net, "pool", "avg") == "max" else "GAP"
 
 
 def _load_failure(err: Exception) -> str:
