@@ -285,10 +285,8 @@ def _add_probe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda when available)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="camexp", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, help="the command (camexp COMMAND --help)")
-
+def _add_run_parsers(sub: argparse._SubParsersAction) -> None:
+    """`train` and `validate`: a run and its checkpoints."""
     p = sub.add_parser("train", help="train and evaluate an experiment")
     p.add_argument("config", nargs="+", help="experiments/NAME.yaml [MORE.yaml ...] [key=value ...]")
     p.add_argument("--run-dir-file", help="write the run directory path into this file when done")
@@ -302,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(func=cmd_validate)
 
+
+def _add_benchmark_parsers(sub: argparse._SubParsersAction) -> None:
+    """`synth` and `digits`: the embedded benchmarks, written in the CUB-200-2011 layout."""
     p = sub.add_parser("synth", help="generate the SynthLoc benchmark in the CUB-200-2011 layout")
     p.add_argument("--out", required=True, help="destination folder (written atomically, CUB layout)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same bytes (0)")
@@ -324,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-max", type=float, default=0.6, help="largest digit side / canvas side")
     p.set_defaults(func=cmd_digits)
 
+
+def _add_table_parsers(sub: argparse._SubParsersAction) -> None:
+    """`compare` and `report`: tables of finished runs."""
     p = sub.add_parser("compare", help="side-by-side table of finished runs")
     p.add_argument("run_dirs", nargs="+", help="run directories (each with results.json and config.yaml)")
     p.add_argument("--labels", nargs="+", help="one column label per run (default: each run's experiment name)")
@@ -334,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", help="which split's metrics: val (default) or test")
     p.set_defaults(func=cmd_report)
 
+
+def _add_image_parsers(sub: argparse._SubParsersAction) -> None:
+    """`cam` and `photos`: CAMs of any image, and the real photos that packages ship."""
     p = sub.add_parser(
         "cam",
         help="CAMs, boxes and overlays for any images or folders",
@@ -357,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="photos", help="destination folder (default: photos)")
     p.set_defaults(func=cmd_photos)
 
+
+def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
+    """`reproduce`: the paper's comparisons over seeds."""
     from camexp.reproduce import ARMS, DEFAULT_BENCHMARKS, DEFAULT_SEEDS
 
     p = sub.add_parser(
@@ -373,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--networks", nargs="+", choices=list(ARMS), default=list(ARMS), help="arms (default: gap gmp fc)")
     p.set_defaults(func=cmd_reproduce)
 
+
+def _add_feature_parsers(sub: argparse._SubParsersAction) -> None:
+    """`finegrained`, `units`, `probe`, `text-demo`: the paper's section 4."""
     p = sub.add_parser(
         "finegrained",
         help="fine-grained recognition with CAM crops: linear SVMs on full images, CAM-box and GT-box crops",
@@ -454,6 +467,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_options(p)
     p.set_defaults(func=cmd_text_demo)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camexp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, help="the command (camexp COMMAND --help)")
+
+    _add_run_parsers(sub)
+    _add_benchmark_parsers(sub)
+    _add_table_parsers(sub)
+    _add_image_parsers(sub)
+    _add_reproduce_parser(sub)
+    _add_feature_parsers(sub)
     add_evaluate_parsers(sub)  # `evaluate`, `evaluate-maps` (camexp/cli_evaluate.py)
     parser.subcommands = sub.choices  # {name: its parser}, for parse_args
     return parser
