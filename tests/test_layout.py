@@ -76,17 +76,11 @@ def imports_of(path: Path, modules: set[str], package_dir: Path = PACKAGE) -> se
     name = module_name(path, package_dir)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
-    for node in runtime_nodes(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, *([node.module] if node.module else [])])
-            subs = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules]
-            found.update(subs or [base])
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return {m for m in found if m in modules and m != name}
+    for dotted in imported_names(path, package):
+        owner = dotted if dotted in modules else dotted.rpartition(".")[0]  # a module, or a name in one
+        if owner in modules and owner != name:
+            found.add(owner)
+    return found
 
 
 def package_graph(package_dir: Path = PACKAGE) -> dict[str, set[str]]:
