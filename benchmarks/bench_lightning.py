@@ -38,7 +38,8 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 
 from camexp import config, data
 from camexp.console import quiet_console
-from camexp.runs import ExactResume, PreemptionCheckpoint
+from camexp.runs.preemption import PreemptionCheckpoint
+from camexp.runs.resume import ExactResume
 from camexp.train import build_loggers, build_model
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "synthloc_gap.yaml"
