@@ -38,9 +38,10 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 
 from camexp import config, data
 from camexp.console import quiet_console
+from camexp.loggers import build_loggers
 from camexp.runs.preemption import PreemptionCheckpoint
 from camexp.runs.resume import ExactResume
-from camexp.train import build_loggers, build_model
+from camexp.wiring import build_model
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "synthloc_gap.yaml"
 GOAL = 0.97
@@ -136,7 +137,7 @@ def lightning_epoch(cfg, datamodule, loader, run_dir: Path) -> tuple[float, floa
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,
-        logger=build_loggers(cfg, run_dir) or False,
+        logger=build_loggers(run_dir, cfg.logger.tensorboard, None) or False,  # TensorBoard, as camexp train logs
         callbacks=[
             ExactResume(),
             PreemptionCheckpoint(run_dir / "checkpoints"),
