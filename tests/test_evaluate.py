@@ -206,13 +206,18 @@ def test_missing_map_names_the_file_and_the_metadata_line(box_split, tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_malformed_metadata_line_names_the_file_and_line(box_split, tmp_path):
-    root, _, _ = box_split
+def metadata_copy(root: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+    """The box split's metadata copied to tmp_path/meta but for localization.txt, whose rows are returned to edit."""
     meta = tmp_path / "meta"
     meta.mkdir()
     for name in ("image_ids.txt", "image_sizes.txt", "class_labels.txt"):
         (meta / name).write_text((root / "meta" / name).read_text())
-    rows = (root / "meta" / "localization.txt").read_text().splitlines()
+    return meta, (root / "meta" / "localization.txt").read_text().splitlines()
+
+
+def test_malformed_metadata_line_names_the_file_and_line(box_split, tmp_path):
+    root, _, _ = box_split
+    meta, rows = metadata_copy(root, tmp_path)
     rows[2] = rows[2].rsplit(",", 1)[0] + ",abc"
     (meta / "localization.txt").write_text("\n".join(rows) + "\n")
     done = run_cli("evaluate-maps", "--metadata", meta, "--maps", root / "maps_val")
@@ -252,11 +257,7 @@ def test_an_infinite_value_in_a_saved_map_is_refused_and_a_nan_map_scores_as_zer
 def test_a_first_localization_row_with_three_fields_is_reported_as_itself(box_split, tmp_path):
     """It used to switch the file to mask rows and blame line 2 for having 5 fields."""
     root, _, _ = box_split
-    meta = tmp_path / "meta"
-    meta.mkdir()
-    for name in ("image_ids.txt", "image_sizes.txt", "class_labels.txt"):
-        (meta / name).write_text((root / "meta" / name).read_text())
-    rows = (root / "meta" / "localization.txt").read_text().splitlines()
+    meta, rows = metadata_copy(root, tmp_path)
     rows[0] = rows[0].rsplit(",", 2)[0]  # image_id,x0,y0
     (meta / "localization.txt").write_text("\n".join(rows) + "\n")
     done = run_cli("evaluate-maps", "--metadata", meta, "--maps", root / "maps_val")
